@@ -26,12 +26,15 @@ REQUIRE_PG = os.environ.get("LICSYNC_TEST_REQUIRE_PG") == "1"
 def _pg_available() -> bool:
     if not PG_URL:
         return False
+    probe = create_engine(PG_URL)
     try:
-        with create_engine(PG_URL).connect() as c:
+        with probe.connect() as c:
             c.execute(text("select 1"))
         return True
     except Exception:
         return False
+    finally:
+        probe.dispose()
 
 
 _PG_OK: bool | None = None
@@ -95,3 +98,7 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
     return path
+
+
+# The Graph emulator fixtures (one HTTPS server per session, a fresh tenant per test) serve every test.
+from tests.graph.conftest import GraphEnv, graph_env, graph_server  # noqa: E402, F401
