@@ -1,0 +1,9 @@
+"""The ``licsync`` command line: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+# Command groups register themselves on the app when imported.
+from licsync.cli import catalog_cmds, notify_cmds, seat_cmds, service_cmds, subscription_cmds  # noqa: F401
+from licsync.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""CLI: the daemon, the API server, the demo, health and API tokens."""

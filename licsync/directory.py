@@ -1,0 +1,252 @@
+"""The directory mirror: applies delta pages to ``directory_user`` inside the round's transaction.
+
+A round (every page up to the deltaLink, plus the deleted-items listing) is applied in one
+database transaction that also stores the deltaLink, so a round that fails halfway leaves the
+previous mirror and deltaLink untouched. Pages are applied as they arrive, so memory stays
+bounded by a page, whatever the size of the tenant.
+
+A full round marks every user it sees (``seen_cycle``) and sweeps the unseen only after the
+enumeration completed: users listed under deletedItems become soft-deleted, the rest are gone
+for good. Nothing is marked gone on partial data, because a partial round is never committed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlmodel import Session
+
+from licsync.db.models import DirectoryChange, DirectoryUser
+from licsync.errors import PermanentError
+
+# The order of UserRow (licsync.graph.client) after ``id`` and ``removed``.
+PROFILE = ("upn", "mail", "display_name", "given_name", "surname", "employee_id", "user_type", "account_enabled")
+
+CHANGE_KINDS = ("created", "updated", "disabled", "enabled", "restored", "soft_deleted", "hard_deleted")
+
+_U = DirectoryUser.__table__  # type: ignore[attr-defined]
+_C = DirectoryChange.__table__  # type: ignore[attr-defined]
+_COLUMNS = [_U.c.id, _U.c.deleted, *(_U.c[f] for f in PROFILE)]
+
+_INSERT = insert(_U)
+_UPDATE = (
+    update(_U)
+    .where(_U.c.tenant == bindparam("t"), _U.c.id == bindparam("b_id"))
+    .values(
+        {f: bindparam(f) for f in PROFILE}
+        | {
+            "deleted": bindparam("deleted"),
+            "deleted_since": bindparam("deleted_since"),
+            "last_changed": bindparam("last_changed"),
+            "changed_cycle": bindparam("changed_cycle"),
+            "seen_cycle": bindparam("seen_cycle"),
+        }
+    )
+)
+_DELETE_STATE = (
+    update(_U)
+    .where(_U.c.tenant == bindparam("t"), _U.c.id == bindparam("b_id"))
+    .values(
+        deleted=bindparam("deleted"),
+        deleted_since=bindparam("deleted_since"),
+        last_changed=bindparam("last_changed"),
+        changed_cycle=bindparam("changed_cycle"),
+    )
+)
+_SEEN = (
+    update(_U)
+    .where(_U.c.tenant == bindparam("t"), _U.c.id.in_(bindparam("ids", expanding=True)))
+    .values(seen_cycle=bindparam("cycle"))
+)
+
+
+class DirectoryWriter:
+    """Applies one round to the mirror through the caller's session (which owns the transaction)."""
+
+    def __init__(self, session: Session, tenant: str, cycle_id: int, now: datetime, *, full: bool) -> None:
+        self.session = session
+        self.conn = session.connection()
+        self.tenant = tenant
+        self.cycle_id = cycle_id
+        self.now = now
+        self.full = full
+        self.counts: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ pages
+
+    def apply_page(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert one page. The same user may come back on a later page: the last one wins."""
+        if not rows:
+            return
+        latest: dict[str, tuple[Any, ...]] = {}
+        for row in rows:
+            latest[row[0]] = row
+        self.counts["entries"] += len(latest)
+        existing = {
+            r[0]: r
+            for r in self.conn.execute(select(*_COLUMNS).where(_U.c.tenant == self.tenant, _U.c.id.in_(list(latest))))
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        unchanged: list[str] = []
+        now, cycle = self.now, self.cycle_id
+        for uid, row in latest.items():
+            removed = row[1]
+            old = existing.get(uid)
+            if removed is not None:
+                target = "hard" if removed == "deleted" else "soft"
+                if old is None:
+                    if target == "soft":  # a user deleted before our first round: remember it exists
+                        inserts.append(self._new(uid, (None,) * len(PROFILE), "soft"))
+                        changes.append(self._change(uid, "soft_deleted", None))
+                    continue
+                if old[1] == target or old[1] == "hard":
+                    unchanged.append(uid)
+                    continue
+                deletes.append(
+                    {
+                        "b_id": uid,
+                        "deleted": target,
+                        "deleted_since": now,
+                        "last_changed": now,
+                        "changed_cycle": cycle,
+                        "t": self.tenant,
+                    }
+                )
+                changes.append(self._change(uid, "hard_deleted" if target == "hard" else "soft_deleted", None))
+                continue
+            profile = row[2:]
+            if old is None:
+                inserts.append(self._new(uid, profile, "none"))
+                changes.append(self._change(uid, "created", None))
+                if profile[-1] is False:
+                    self.counts["created_disabled"] += 1
+                continue
+            diff = {f: [o, n] for f, o, n in zip(PROFILE, old[2:], profile, strict=True) if o != n}
+            if old[1] != "none":
+                kind = "restored"
+            elif "account_enabled" in diff:
+                kind = "disabled" if profile[-1] is False else "enabled"
+            elif diff:
+                kind = "updated"
+            else:
+                unchanged.append(uid)
+                continue
+            params = dict(zip(PROFILE, profile, strict=True))
+            params.update(
+                b_id=uid,
+                t=self.tenant,
+                deleted="none",
+                deleted_since=None,
+                last_changed=now,
+                changed_cycle=cycle,
+                seen_cycle=cycle,
+            )
+            updates.append(params)
+            changes.append(self._change(uid, kind, diff or None))
+        conn = self.conn
+        if inserts:
+            conn.execute(_INSERT, inserts)
+        if updates:
+            conn.execute(_UPDATE, updates)
+        if deletes:
+            conn.execute(_DELETE_STATE, deletes)
+        if changes:
+            conn.execute(insert(_C), changes)
+        if unchanged and self.full:
+            conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
+
+    def _new(self, uid: str, profile: Sequence[Any], deleted: str) -> dict[str, Any]:
+        d = dict(zip(PROFILE, profile, strict=True))
+        d.update(
+            tenant=self.tenant,
+            id=uid,
+            deleted=deleted,
+            deleted_since=self.now if deleted != "none" else None,
+            first_seen=self.now,
+            last_changed=self.now,
+            changed_cycle=self.cycle_id,
+            seen_cycle=self.cycle_id,
+        )
+        return d
+
+    def _change(self, uid: str, kind: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+        self.counts[kind] += 1
+        return {
+            "tenant": self.tenant,
+            "cycle_id": self.cycle_id,
+            "user_id": uid,
+            "at": self.now,
+            "change": kind,
+            "fields": fields,
+        }
+
+    # ------------------------------------------------------------------ end of round
+
+    def finish(self, deleted_item_ids: Iterable[str]) -> None:
+        """Settle deletions once the enumeration is complete.
+
+        ``deleted_item_ids`` is the complete listing of ``/directory/deletedItems/microsoft.graph.user``:
+        the soft-deleted users that still exist. A mirrored soft-deleted user no longer listed there
+        was purged; in a full round, a user the enumeration did not return is soft-deleted when
+        listed there and gone for good otherwise.
+        """
+        listed = set(deleted_item_ids)
+        conn = self.conn
+        q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
+        if self.full:
+            # Everything the full enumeration did not return, plus the soft-deleted.
+            q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.cycle_id) | (_U.c.deleted == "soft"))
+        else:
+            q = q.where(_U.c.deleted == "soft")
+        moves: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        for uid, deleted in conn.execute(q):
+            target = "soft" if uid in listed else "hard"
+            if deleted == target:
+                continue
+            moves.append(
+                {
+                    "b_id": uid,
+                    "deleted": target,
+                    "deleted_since": self.now,
+                    "last_changed": self.now,
+                    "changed_cycle": self.cycle_id,
+                    "t": self.tenant,
+                }
+            )
+            changes.append(self._change(uid, "hard_deleted" if target == "hard" else "soft_deleted", None))
+        if moves:
+            conn.execute(_DELETE_STATE, moves)
+            conn.execute(insert(_C), changes)
+        self.counts["seen"] = self._distinct_seen()
+
+    def _distinct_seen(self) -> int:
+        """Users the round returned, each counted once however often Graph replayed it."""
+        if not self.full:
+            return self.counts["entries"]
+        return self.conn.execute(
+            select(func.count()).select_from(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.cycle_id)
+        ).scalar_one()
+
+    def guard_empty(self) -> None:
+        """An empty directory read is an error, never "everyone left"."""
+        if self.full and self.counts["entries"] == 0:
+            known = self.session.exec(  # type: ignore[call-overload]
+                select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.deleted == "none").limit(1)
+            ).first()
+            if known is not None:
+                raise PermanentError(
+                    "Graph returned an empty directory for a tenant that has users; refusing to mark "
+                    "everyone as gone (check the app's User.Read.All permission and the tenant id)"
+                )
+
+    @property
+    def changed(self) -> int:
+        return sum(v for k, v in self.counts.items() if k in CHANGE_KINDS)

@@ -1,0 +1,277 @@
+"""Reconciliation adapter: loads the facts the seat core needs, and applies its plan.
+
+``plan_for`` reads the facts of the users a cycle touched (in chunks, so a full reconcile of a
+large tenant does not hold the tenant in memory), hands them to the pure ``licsync.seats.plan``,
+and ``apply_plan`` writes the result — seats, audit log and the day's ledger snapshot — through
+the caller's session, which owns the one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, union, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from licsync.db.models import (
+    Activation,
+    AuditLog,
+    Course,
+    DirectoryUser,
+    Enrollment,
+    LearnerListEntry,
+    LedgerSnapshot,
+    Seat,
+    Subscription,
+)
+from licsync.seats import Account, EnrollmentFact, Holder, Limits, Plan, plan
+
+CHUNK = 2000
+
+_S = Seat.__table__  # type: ignore[attr-defined]
+_U = DirectoryUser.__table__  # type: ignore[attr-defined]
+_E = Enrollment.__table__  # type: ignore[attr-defined]
+_CO = Course.__table__  # type: ignore[attr-defined]
+_L = LearnerListEntry.__table__  # type: ignore[attr-defined]
+_A = Activation.__table__  # type: ignore[attr-defined]
+_AU = AuditLog.__table__  # type: ignore[attr-defined]
+_LS = LedgerSnapshot.__table__  # type: ignore[attr-defined]
+_SUB = Subscription.__table__  # type: ignore[attr-defined]
+
+
+def current_limits(session: Session, tenant: str) -> Limits | None:
+    row = (
+        session.connection()
+        .execute(select(_SUB.c.seats, _SUB.c.overage).where(_SUB.c.tenant == tenant, _SUB.c.state == "active"))
+        .first()
+    )
+    return None if row is None else Limits(seats=row[0], overage=row[1])
+
+
+def consumed(session: Session, tenant: str) -> int:
+    return (
+        session.connection()
+        .execute(select(func.count()).select_from(_S).where(_S.c.tenant == tenant, _S.c.released_at.is_(None)))
+        .scalar_one()
+    )
+
+
+def candidate_ids(session: Session, tenant: str) -> Iterator[str]:
+    """Everyone who could hold a seat or holds one: seat holders, enrolled users, add-on identities."""
+    q = union(
+        select(_S.c.holder.label("h")).where(_S.c.tenant == tenant, _S.c.released_at.is_(None)),
+        select(_E.c.user_id.label("h")).where(_E.c.tenant == tenant, _E.c.role == "learner"),
+        select(_A.c.identity_id.label("h")).where(_A.c.tenant == tenant),
+    )
+    for (h,) in session.connection().execute(q):
+        yield h
+
+
+def changed_ids(session: Session, tenant: str, cycle_id: int) -> Iterator[str]:
+    q = select(_U.c.id).where(_U.c.tenant == tenant, _U.c.changed_cycle == cycle_id)
+    for (h,) in session.connection().execute(q):
+        yield h
+
+
+def _chunks(ids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for i in ids:
+        chunk.append(i)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def load_holders(session: Session, tenant: str, ids: list[str]) -> list[Holder]:
+    """The facts of these users, in a handful of queries per chunk."""
+    conn = session.connection()
+    accounts = {
+        r[0]: Account(enabled=r[1], deleted=r[2])
+        for r in conn.execute(
+            select(_U.c.id, _U.c.account_enabled, _U.c.deleted).where(_U.c.tenant == tenant, _U.c.id.in_(ids))
+        )
+    }
+    enrollments: dict[str, list[EnrollmentFact]] = defaultdict(list)
+    first_enrolled: dict[str, datetime] = {}
+    q = (
+        select(
+            _E.c.user_id,
+            _CO.c.catalog_id,
+            _E.c.course_id,
+            _CO.c.status,
+            _E.c.role,
+            _L.c.user_id.is_not(None),
+            _E.c.enrolled_at,
+        )
+        .select_from(
+            _E.join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id)).outerjoin(
+                _L, and_(_L.c.tenant == _E.c.tenant, _L.c.catalog_id == _CO.c.catalog_id, _L.c.user_id == _E.c.user_id)
+            )
+        )
+        .where(_E.c.tenant == tenant, _E.c.user_id.in_(ids))
+    )
+    for uid, cat, course, status, role, on_list, enrolled_at in conn.execute(q):
+        enrollments[uid].append(EnrollmentFact(cat, course, status, role, bool(on_list)))
+        if (
+            role == "learner"
+            and enrolled_at is not None
+            and (uid not in first_enrolled or enrolled_at < first_enrolled[uid])
+        ):
+            first_enrolled[uid] = enrolled_at
+    holding = {
+        r[0]
+        for r in conn.execute(
+            select(_S.c.holder).where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_(None))
+        )
+    }
+    last_release: dict[str, tuple[datetime, str]] = {}
+    for holder, released, reason in conn.execute(
+        select(_S.c.holder, _S.c.released_at, _S.c.release_reason).where(
+            _S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_not(None)
+        )
+    ):
+        if holder not in last_release or released > last_release[holder][0]:
+            last_release[holder] = (released, reason)
+    activations = {
+        r[0]: r[1] is None
+        for r in conn.execute(
+            select(_A.c.identity_id, _A.c.deactivated_at).where(_A.c.tenant == tenant, _A.c.identity_id.in_(ids))
+        )
+    }
+    return [
+        Holder(
+            holder_id=uid,
+            account=accounts.get(uid),
+            enrollments=tuple(sorted(enrollments.get(uid, ()), key=lambda e: (e.catalog_id, e.course_id, e.role))),
+            activated=activations.get(uid),
+            holds_seat=uid in holding,
+            last_release_reason=last_release[uid][1] if uid in last_release else None,
+            first_enrolled_at=first_enrolled.get(uid),
+        )
+        for uid in ids
+    ]
+
+
+def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: datetime) -> Plan:
+    """Plan the seats of these users (``None``: every candidate of the tenant — a full reconcile)."""
+    # candidate_ids streams from the session's connection: materialise it before the chunk queries.
+    source = list(candidate_ids(session, tenant)) if ids is None else ids
+    seen: set[str] = set()
+
+    def holders() -> Iterator[Holder]:
+        for chunk in _chunks(source):
+            fresh = [i for i in chunk if i not in seen]
+            seen.update(fresh)
+            yield from load_holders(session, tenant, fresh)
+
+    return plan(holders(), consumed_before=consumed(session, tenant), limits=current_limits(session, tenant), now=now)
+
+
+def apply_plan(
+    session: Session,
+    tenant: str,
+    p: Plan,
+    now: datetime,
+    *,
+    cycle_id: int | None = None,
+    actor: str = "licsync",
+) -> None:
+    """Write a plan: close freed seats, open taken ones, audit each change, refresh the ledger."""
+    conn = session.connection()
+    if p.frees:
+        conn.execute(
+            update(_S)
+            .where(_S.c.tenant == tenant, _S.c.holder == bindparam("b_holder"), _S.c.released_at.is_(None))
+            .values(released_at=now, release_reason=bindparam("b_reason")),
+            [{"b_holder": c.holder, "b_reason": str(c.reason)} for c in p.frees],
+        )
+    if p.takes:
+        conn.execute(
+            insert(_S),
+            [
+                {
+                    "tenant": tenant,
+                    "holder": c.holder,
+                    "acquired_at": now,
+                    "acquire_reason": str(c.reason),
+                    "cycle_id": cycle_id,
+                }
+                for c in p.takes
+            ],
+        )
+    actions = {"take": "seat_taken", "free": "seat_freed", "refuse": "seat_refused"}
+    audit = [
+        {
+            "at": now,
+            "tenant": tenant,
+            "cycle_id": cycle_id,
+            "actor": actor,
+            "action": actions[c.action],
+            "subject": c.holder,
+            "detail": {"reason": str(c.reason)},
+        }
+        for c in p.changes()
+    ]
+    if audit:
+        conn.execute(insert(_AU), audit)
+    snapshot_ledger(session, tenant, now)
+
+
+def catalog_consumed(session: Session, tenant: str, catalog_id: str | None = None) -> dict[str, int]:
+    """Seat holders per catalog: a holder enrolled (and listed) in two catalogs counts in both."""
+    q = (
+        select(_CO.c.catalog_id, func.count(func.distinct(_S.c.holder)))
+        .select_from(
+            _S.join(_E, and_(_E.c.tenant == _S.c.tenant, _E.c.user_id == _S.c.holder, _E.c.role == "learner"))
+            .join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id, _CO.c.status != "deleted"))
+            .join(
+                _L, and_(_L.c.tenant == _E.c.tenant, _L.c.catalog_id == _CO.c.catalog_id, _L.c.user_id == _E.c.user_id)
+            )
+        )
+        .where(_S.c.tenant == tenant, _S.c.released_at.is_(None))
+        .group_by(_CO.c.catalog_id)
+    )
+    if catalog_id is not None:
+        q = q.where(_CO.c.catalog_id == catalog_id)
+    return {r[0]: r[1] for r in session.connection().execute(q)}
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    conn = session.connection()
+    name = conn.dialect.name
+    ins: Any = (postgresql if name == "postgresql" else sqlite).insert(_LS)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["tenant", "day", "catalog_id"],
+        set_={k: ins.excluded[k] for k in ("purchased", "consumed", "available", "overage", "taken_at")},
+    )
+    conn.execute(stmt, rows)
+
+
+def snapshot_ledger(session: Session, tenant: str, now: datetime) -> None:
+    """The day's figures, total and per catalog; the last snapshot of a day wins."""
+    limits = current_limits(session, tenant)
+    purchased = limits.seats if limits else 0
+    total = consumed(session, tenant)
+    day = now.date().isoformat()
+    rows = [_ledger_row(tenant, day, "", purchased, total, now)]
+    rows += [_ledger_row(tenant, day, cat, purchased, n, now) for cat, n in catalog_consumed(session, tenant).items()]
+    _upsert(session, rows)
+
+
+def _ledger_row(tenant: str, day: str, catalog: str, purchased: int, used: int, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "day": day,
+        "catalog_id": catalog,
+        "purchased": purchased,
+        "consumed": used,
+        "available": purchased - used,
+        "overage": max(0, used - purchased),
+        "taken_at": now,
+    }

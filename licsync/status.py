@@ -1,0 +1,110 @@
+"""Read models: seat status (the contract's JSON), explanations of one user, held mass frees.
+
+Read-only: nothing here writes. The CLI and the API print what these functions return.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from licsync import reconcile
+from licsync.db.models import Catalog, DirectoryUser, MassFreeHold, Seat
+from licsync.errors import NotFound
+from licsync.seats import describe
+from licsync.subscriptions import registry
+from licsync.subscriptions.grace import days_left
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def grace_view(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
+    """The grace object of the status JSON, as of ``now`` (a window that closed shows enforced at once)."""
+    g = registry.current_grace(session, tenant, now)
+    return {
+        "state": g.state,
+        "reason": g.reason,
+        "started_at": _iso(g.started_at),
+        "ends_at": _iso(g.ends_at),
+        "days_left": days_left(g, now),
+    }
+
+
+def catalog_rows(session: Session, tenant: str, catalog_id: str | None = None) -> list[dict[str, Any]]:
+    counts = reconcile.catalog_consumed(session, tenant, catalog_id)
+    q = select(Catalog).where(Catalog.tenant == tenant)
+    if catalog_id is not None:
+        q = q.where(Catalog.id == catalog_id)
+    cats = session.exec(q.order_by(Catalog.id)).scalars().all()  # type: ignore[call-overload]
+    return [{"id": c.id, "name": c.name, "consumed": counts.get(c.id, 0)} for c in cats]
+
+
+def tenant_status(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
+    """The contract's status JSON (SPEC §5), plus additive keys (grace.days_left)."""
+    sub = registry.subscription_summary(session, tenant, now)
+    purchased = sub["seats"] if sub["state"] in ("active", "expired") else 0
+    used = reconcile.consumed(session, tenant)
+    return {
+        "tenant": tenant,
+        "subscription": sub,
+        "purchased": purchased,
+        "consumed": used,
+        "available": purchased - used,
+        "overage": max(0, used - purchased),
+        "grace": grace_view(session, tenant, now),
+        "catalogs": catalog_rows(session, tenant),
+    }
+
+
+def catalog_status(session: Session, tenant: str, catalog_id: str, now: datetime) -> dict[str, Any]:
+    rows = catalog_rows(session, tenant, catalog_id)
+    if not rows:
+        raise NotFound(f"tenant {tenant!r} has no catalog {catalog_id!r}")
+    return rows[0]
+
+
+def seat_of(session: Session, tenant: str, user_id: str) -> Seat | None:
+    return session.exec(  # type: ignore[call-overload]
+        select(Seat).where(Seat.tenant == tenant, Seat.holder == user_id, Seat.released_at.is_(None))  # type: ignore[union-attr]
+    ).scalar_one_or_none()
+
+
+def last_release(session: Session, tenant: str, user_id: str) -> Seat | None:
+    return session.exec(  # type: ignore[call-overload]
+        select(Seat)
+        .where(Seat.tenant == tenant, Seat.holder == user_id, Seat.released_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(Seat.released_at.desc())  # type: ignore[union-attr]
+    ).scalars().first()
+
+
+def directory_user(session: Session, tenant: str, user_id: str) -> DirectoryUser | None:
+    return session.get(DirectoryUser, (tenant, user_id))
+
+
+def holds(session: Session, tenant: str | None = None, *, pending_only: bool = True) -> list[dict[str, Any]]:
+    q = select(MassFreeHold)
+    if tenant:
+        q = q.where(MassFreeHold.tenant == tenant)
+    if pending_only:
+        q = q.where(MassFreeHold.status == "pending")
+    rows = session.exec(q.order_by(MassFreeHold.created_at)).scalars().all()  # type: ignore[call-overload]
+    return [
+        {
+            "id": h.id,
+            "tenant": h.tenant,
+            "created_at": _iso(h.created_at),
+            "frees": h.frees,
+            "reason": h.reason,
+            "status": h.status,
+        }
+        for h in rows
+    ]
+
+
+def reason_sentence(reason: str | None) -> str:
+    return describe(reason) if reason else ""

@@ -1,0 +1,301 @@
+"""One sync cycle of one tenant: read Graph, mirror the directory, reconcile seats, apply.
+
+Every delta round — full or incremental — is applied whole or not at all: the pages, the
+deleted-items listing, the seat plan and the new deltaLink share one database transaction. An
+expired delta token is recovered by a full resync inside the same cycle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from licsync import hooks, reconcile
+from licsync.config import Settings, TenantConfig
+from licsync.db import session_scope
+from licsync.db.models import AuditLog, MassFreeHold, SyncCycle, SyncState
+from licsync.directory import CHANGE_KINDS, DirectoryWriter
+from licsync.errors import DeltaTokenExpired, LicsyncError, truncate
+from licsync.log import get_logger
+from licsync.seats import Plan, hold_reason
+
+Progress = Callable[[int, int], None]  # (pages, users) so far in this round
+
+
+@dataclass
+class CycleResult:
+    tenant: str
+    cycle_id: int
+    kind: str  # delta | full
+    resynced: bool = False  # an expired delta token forced a full resync
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    duration: float = 0.0
+    plan: Plan = field(default_factory=Plan)
+    hold_id: str | None = None
+    hold_reason: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "tenant": self.tenant,
+            "cycle_id": self.cycle_id,
+            "kind": self.kind,
+            "resynced": self.resynced,
+            "dry_run": self.dry_run,
+            "users_seen": c.get("seen", 0),
+            "changed": sum(c.get(k, 0) for k in CHANGE_KINDS),
+            "created": c.get("created", 0),
+            "updated": c.get("updated", 0),
+            "disabled": c.get("disabled", 0) + c.get("created_disabled", 0),
+            "enabled": c.get("enabled", 0),
+            "restored": c.get("restored", 0),
+            "soft_deleted": c.get("soft_deleted", 0),
+            "hard_deleted": c.get("hard_deleted", 0),
+            "seats_taken": len(self.plan.takes),
+            "seats_freed": len(self.plan.frees),
+            "seats_refused": len(self.plan.refused),
+            "consumed": self.plan.consumed_after if self.hold_id is None else self.plan.without_frees().consumed_after,
+            "held": self.hold_id,
+            "graph_requests": self.requests,
+            "retries": self.retries,
+            "duration_s": round(self.duration, 3),
+        }
+
+    def line(self) -> str:
+        s = self.summary()
+        refused = f" (refused {s['seats_refused']})" if s["seats_refused"] else ""
+        text = (
+            f"{self.tenant}: {s['kind']}{' (resync: delta token expired)' if self.resynced else ''} — "
+            f"{s['users_seen']} users seen, {s['changed']} changed, {s['disabled']} disabled, "
+            f"{s['soft_deleted']} soft-deleted, {s['hard_deleted']} hard-deleted; "
+            f"seats +{s['seats_taken']} −{s['seats_freed']}"
+            f"{refused}, {s['consumed']} consumed; "
+            f"{s['graph_requests']} Graph requests, {s['retries']} retries, {s['duration_s']:.1f}s"
+        )
+        if self.hold_id:
+            text += f"; FREES HELD for approval as {self.hold_id}: {self.hold_reason}"
+        if self.dry_run:
+            text += " [dry run: nothing changed]"
+        return text
+
+
+def _new_cycle(engine: Engine, tenant: str, kind: str, now: datetime) -> int:
+    with session_scope(engine) as s:
+        # Staging of rounds that died with their process is of no use to anyone.
+        stale = s.exec(select(SyncCycle).where(SyncCycle.tenant == tenant, SyncCycle.status == "running")).all()
+        for c in stale:
+            c.status, c.finished_at, c.error = "abandoned", now, "the process ended before the cycle finished"
+        row = SyncCycle(tenant=tenant, kind=kind, status="running", started_at=now)
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        return row.id
+
+
+def _state(session: Session, tenant: str) -> SyncState:
+    st = session.get(SyncState, tenant)
+    if st is None:
+        st = SyncState(tenant=tenant)
+        session.add(st)
+    return st
+
+
+def _record_failure(engine: Engine, tenant: str, cycle_id: int, now: datetime, error: str) -> int:
+    with session_scope(engine) as s:
+        cyc = s.get(SyncCycle, cycle_id)
+        if cyc is not None:
+            cyc.status, cyc.finished_at, cyc.error = "failed", now, error
+        st = _state(s, tenant)
+        st.consecutive_failures += 1
+        st.last_error = error
+        st.last_attempt_at = now
+        return st.consecutive_failures
+
+
+def _hold(session: Session, tenant: str, plan: Plan, reason: str, now: datetime, cycle_id: int | None) -> str:
+    """Keep the frees of a plan for an admin's approval; a newer hold supersedes older ones."""
+    import secrets
+
+    for old in session.exec(
+        select(MassFreeHold).where(MassFreeHold.tenant == tenant, MassFreeHold.status == "pending")
+    ).scalars():
+        old.status, old.decided_at, old.decided_by = "superseded", now, "licsync"
+    hold_id = "hold-" + secrets.token_hex(4)
+    session.add(
+        MassFreeHold(
+            id=hold_id,
+            tenant=tenant,
+            created_at=now,
+            status="pending",
+            reason=reason,
+            frees=len(plan.frees),
+            plan=[[c.holder, str(c.reason)] for c in plan.frees],
+            cycle_id=cycle_id,
+        )
+    )
+    session.add(
+        AuditLog(
+            at=now,
+            tenant=tenant,
+            cycle_id=cycle_id,
+            action="mass_free_held",
+            subject=hold_id,
+            detail={"frees": len(plan.frees), "reason": reason},
+        )
+    )
+    return hold_id
+
+
+def apply_guarded(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    plan: Plan,
+    now: datetime,
+    *,
+    cycle_id: int | None = None,
+    actor: str = "licsync",
+) -> tuple[str | None, str | None]:
+    """Apply a plan, holding its frees when they look like a mass free. Returns (hold id, reason)."""
+    why = hold_reason(plan, threshold=settings.seats.mass_free_threshold, fraction=settings.seats.mass_free_fraction)
+    hold_id = None
+    if why is not None:
+        hold_id = _hold(session, tenant, plan, why, now, cycle_id)
+        plan = plan.without_frees()
+    reconcile.apply_plan(session, tenant, plan, now, cycle_id=cycle_id, actor=actor)
+    return hold_id, why
+
+
+async def run_cycle(
+    settings: Settings,
+    tenant: TenantConfig,
+    engine: Engine,
+    *,
+    now: datetime,
+    full: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    client: Any = None,
+) -> CycleResult:
+    """Run one cycle. Raises a LicsyncError on failure, after recording it; nothing is half-applied."""
+    from licsync.graph.client import GraphClient, GraphStats
+
+    started = time.monotonic()
+    with Session(engine) as s:
+        st = s.get(SyncState, tenant.name)
+        link = None if (full or st is None) else st.delta_link
+    kind = "delta" if link else "full"
+    cycle_id = _new_cycle(engine, tenant.name, kind, now)
+    log = get_logger(tenant=tenant.name, cycle_id=cycle_id)
+    stats = GraphStats()
+    own_client = client is None
+    graph = client or GraphClient(tenant, stats=stats)
+    if not own_client:
+        stats = graph.stats
+    result = CycleResult(tenant=tenant.name, cycle_id=cycle_id, kind=kind, dry_run=dry_run)
+    log.info("cycle_started", kind=kind, dry_run=dry_run)
+    try:
+        while True:
+            try:
+                await _round(settings, tenant, engine, graph, result, link, now, dry_run, progress)
+                break
+            except DeltaTokenExpired:
+                if link is None:
+                    raise
+                log.warning("delta_token_expired", action="full resync")
+                link, result.kind, result.resynced = None, "full", True
+    except LicsyncError as exc:
+        failures = _record_failure(engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
+        log.error("cycle_failed", error=truncate(str(exc)), error_type=type(exc).__name__, failures=failures)
+        raise
+    except BaseException as exc:
+        _record_failure(engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
+        raise
+    finally:
+        result.requests, result.retries, result.throttled = stats.requests, stats.retries, stats.throttled
+        result.duration = time.monotonic() - started
+        if own_client:
+            await graph.aclose()
+    log.info("cycle_finished", **result.summary())
+    return result
+
+
+async def _round(
+    settings: Settings,
+    tenant: TenantConfig,
+    engine: Engine,
+    graph: Any,
+    result: CycleResult,
+    link: str | None,
+    now: datetime,
+    dry_run: bool,
+    progress: Progress | None,
+) -> None:
+    full = link is None
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            writer = DirectoryWriter(session, tenant.name, result.cycle_id, now, full=full)
+            pages = 0
+            delta_link = None
+            async for page in graph.delta_pages(link):
+                writer.apply_page(page.rows)
+                pages += 1
+                if progress:
+                    progress(pages, writer.counts["seen"])
+                delta_link = page.delta_link or delta_link
+            writer.guard_empty()
+            deleted_ids: list[str] = []
+            async for ids in graph.deleted_user_ids():
+                deleted_ids.extend(ids)
+            writer.finish(deleted_ids)
+            result.counts = dict(writer.counts)
+            ids = None if full else list(reconcile.changed_ids(session, tenant.name, result.cycle_id))
+            plan = reconcile.plan_for(session, tenant.name, ids, now)
+            result.plan = plan
+            if dry_run:
+                why = hold_reason(
+                    plan, threshold=settings.seats.mass_free_threshold, fraction=settings.seats.mass_free_fraction
+                )
+                result.hold_reason = why
+                session.rollback()
+                _finish_cycle(engine, result, now, "dry_run")
+                return
+            result.hold_id, result.hold_reason = apply_guarded(
+                session, settings, tenant.name, plan, now, cycle_id=result.cycle_id
+            )
+            hooks.after_apply(session, settings, tenant.name, now, cycle_id=result.cycle_id, hold_id=result.hold_id)
+            st = _state(session, tenant.name)
+            st.delta_link, st.delta_link_at = delta_link, now
+            st.last_success_at = st.last_attempt_at = now
+            if full:
+                st.last_full_at = now
+            st.consecutive_failures, st.last_error, st.next_attempt_at = 0, None, None
+            cyc = session.get(SyncCycle, result.cycle_id)
+            assert cyc is not None
+            cyc.kind = result.kind
+            cyc.status = "held" if result.hold_id else "ok"
+            cyc.finished_at = now
+            cyc.summary = result.summary()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _finish_cycle(engine: Engine, result: CycleResult, now: datetime, status: str) -> None:
+    with session_scope(engine) as s:
+        cyc = s.get(SyncCycle, result.cycle_id)
+        if cyc is not None:
+            cyc.kind, cyc.status, cyc.finished_at, cyc.summary = result.kind, status, now, result.summary()
+
