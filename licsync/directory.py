@@ -224,6 +224,13 @@ class DirectoryWriter:
             changes.append(self._change(uid, "hard_deleted" if target == "hard" else "soft_deleted", None))
         if moves:
             conn.execute(_DELETE_STATE, moves)
+        # Soft-deleted before we ever saw them: remember they exist (restorable), with what we know.
+        known = {r[0] for r in conn.execute(select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.id.in_(listed)))}
+        unseen = [uid for uid in listed if uid not in known]
+        if unseen:
+            conn.execute(_INSERT, [self._new(uid, (None,) * len(PROFILE), "soft") for uid in unseen])
+            changes.extend(self._change(uid, "soft_deleted", None) for uid in unseen)
+        if changes:
             conn.execute(insert(_C), changes)
         self.counts["seen"] = self._distinct_seen()
 

@@ -26,9 +26,11 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
 
 
 def configure(level: str = "info", *, json: bool | None = None, stream: Any = None) -> None:
-    stream = stream or sys.stderr
+    """Configure structlog. Without ``stream``, each logger writes to the ``sys.stderr`` of the
+    moment it is bound, so a replaced stderr (tests, daemons) is never written after closing."""
+    probe = stream or sys.stderr
     if json is None:
-        json = not (hasattr(stream, "isatty") and stream.isatty())
+        json = not (hasattr(probe, "isatty") and probe.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if json
@@ -44,11 +46,11 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_args: structlog.PrintLogger(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Libraries log through stdlib logging; keep their noise out unless asked for.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "msal", "uvicorn.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from licsync import reconcile, status
+from licsync import hooks, reconcile, status
 from licsync.config import Settings, TenantConfig
 from licsync.db.models import AuditLog, MassFreeHold
 from licsync.seats import Plan, SeatChange, describe, evaluate
@@ -96,9 +96,10 @@ def approve_hold(
         return None
     held = [h for h, _reason in (hold.plan or [])]
     fresh = reconcile.plan_for(session, hold.tenant, held, now)
-    frees = tuple(c for c in fresh.frees)
+    frees = fresh.frees
     plan = Plan(frees=frees, consumed_before=fresh.consumed_before, considered=len(held), now=now)
     reconcile.apply_plan(session, hold.tenant, plan, now, actor=actor)
+    hooks.after_apply(session, settings, hold.tenant, now, cycle_id=None, hold_id=None)
     hold.status, hold.decided_at, hold.decided_by = "approved", now, actor
     session.add(
         AuditLog(at=now, tenant=hold.tenant, actor=actor, action="mass_free_approved", subject=hold_id,

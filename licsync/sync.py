@@ -111,7 +111,8 @@ def _state(session: Session, tenant: str) -> SyncState:
     return st
 
 
-def _record_failure(engine: Engine, tenant: str, cycle_id: int, now: datetime, error: str) -> int:
+def _record_failure(settings: Settings, engine: Engine, tenant: str, cycle_id: int, now: datetime, error: str) -> int:
+    """Record a failed cycle (and tell the admins once a failure streak is long enough)."""
     with session_scope(engine) as s:
         cyc = s.get(SyncCycle, cycle_id)
         if cyc is not None:
@@ -120,6 +121,7 @@ def _record_failure(engine: Engine, tenant: str, cycle_id: int, now: datetime, e
         st.consecutive_failures += 1
         st.last_error = error
         st.last_attempt_at = now
+        hooks.on_sync_failed(s, settings, tenant, failures=st.consecutive_failures, error=error, now=now)
         return st.consecutive_failures
 
 
@@ -167,13 +169,18 @@ def apply_guarded(
     cycle_id: int | None = None,
     actor: str = "licsync",
 ) -> tuple[str | None, str | None]:
-    """Apply a plan, holding its frees when they look like a mass free. Returns (hold id, reason)."""
+    """Apply a plan, holding its frees when they look like a mass free. Returns (hold id, reason).
+
+    Every writer of seats comes through here (sync cycles, imports, learner-list changes), so the
+    grace evaluation and the notifications that follow a change share its transaction.
+    """
     why = hold_reason(plan, threshold=settings.seats.mass_free_threshold, fraction=settings.seats.mass_free_fraction)
     hold_id = None
     if why is not None:
         hold_id = _hold(session, tenant, plan, why, now, cycle_id)
         plan = plan.without_frees()
     reconcile.apply_plan(session, tenant, plan, now, cycle_id=cycle_id, actor=actor)
+    hooks.after_apply(session, settings, tenant, now, cycle_id=cycle_id, hold_id=hold_id)
     return hold_id, why
 
 
@@ -216,11 +223,11 @@ async def run_cycle(
                 log.warning("delta_token_expired", action="full resync")
                 link, result.kind, result.resynced = None, "full", True
     except LicsyncError as exc:
-        failures = _record_failure(engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
+        failures = _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
         log.error("cycle_failed", error=truncate(str(exc)), error_type=type(exc).__name__, failures=failures)
         raise
     except BaseException as exc:
-        _record_failure(engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
+        _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
         raise
     finally:
         result.requests, result.retries, result.throttled = stats.requests, stats.retries, stats.throttled
@@ -274,7 +281,6 @@ async def _round(
             result.hold_id, result.hold_reason = apply_guarded(
                 session, settings, tenant.name, plan, now, cycle_id=result.cycle_id
             )
-            hooks.after_apply(session, settings, tenant.name, now, cycle_id=result.cycle_id, hold_id=result.hold_id)
             st = _state(session, tenant.name)
             st.delta_link, st.delta_link_at = delta_link, now
             st.last_success_at = st.last_attempt_at = now
@@ -298,4 +304,3 @@ def _finish_cycle(engine: Engine, result: CycleResult, now: datetime, status: st
         cyc = s.get(SyncCycle, result.cycle_id)
         if cyc is not None:
             cyc.kind, cyc.status, cyc.finished_at, cyc.summary = result.kind, status, now, result.summary()
-

@@ -124,3 +124,15 @@ def test_console_script_reports_bad_config_in_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("15m", 900), ("24h", 86400), ("30s", 30), ("1d", 86400), (90, 90)])
 def test_durations(text: object, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("name", ["licsync.example.toml", "licsync.multi-tenant.toml"])
+def test_shipped_example_configs_are_valid(name: str) -> None:
+    """The examples in config/ are what admins copy: they must pass validation as shipped."""
+    import tomllib
+
+    from licsync.config import Settings
+
+    data = tomllib.loads((Path(__file__).parent.parent / "config" / name).read_text(encoding="utf-8"))
+    s = Settings.model_validate(data)
+    assert s.tenant and all(t.admins for t in s.tenant)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 # Command groups register themselves on the app when imported.
-from licsync.cli import catalog_cmds, notify_cmds, seat_cmds, service_cmds, subscription_cmds  # noqa: F401
+from licsync.cli import (  # noqa: F401
+    catalog_cmds,
+    demo_cmd,
+    notify_cmds,
+    seat_cmds,
+    service_cmds,
+    subscription_cmds,
+)
 from licsync.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -96,7 +96,7 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every known error becomes one line on stderr and its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except LicsyncError as exc:
         msg = str(exc)
         problems = getattr(exc, "problems", None) or []
@@ -121,3 +121,5 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1) from None
         sys.stderr.write(f"licsync: internal error: {type(exc).__name__}: {exc} (run with --log-level debug)\n")
         raise SystemExit(EXIT_FAILURE) from None
+    if isinstance(rc, int) and rc != 0:  # typer.Exit(code) comes back as a return value here
+        raise SystemExit(rc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -22,8 +23,8 @@ def print_status(data: dict[str, Any], catalog_only: bool = False) -> None:
         return
     sub = data["subscription"]
     colour = usage_colour(data["consumed"], data["purchased"])
-    console.print(f"[bold]{data['tenant']}[/bold] — subscription {sub['id'] or '(none)'} [{sub['state']}]"
-                  + (f", valid {sub['starts_at']} → {sub['ends_at']}" if sub["id"] else ""))
+    valid = f", valid {sub['starts_at']} → {sub['ends_at']} (expires)" if sub["id"] else ""
+    console.print(escape(f"{data['tenant']} — subscription {sub['id'] or '(none)'} [{sub['state']}]{valid}"))
     console.print(
         f"purchased {data['purchased']}  consumed [{colour}]{data['consumed']}[/{colour}]  "
         f"available {data['available']}  overage {data['overage']}"
@@ -34,7 +35,7 @@ def print_status(data: dict[str, Any], catalog_only: bool = False) -> None:
         left = "" if g.get("days_left") is None else f", {g['days_left']} day(s) left"
         console.print(
             f"[{style}]grace {g['state']} ({g['reason']}): started {g['started_at']}, ends {g['ends_at']}"
-            f"{left}[/{style}]"
+            f"{left}[/{style}]",
         )
     if data["catalogs"]:
         t = Table("catalog", "name", "consumed")

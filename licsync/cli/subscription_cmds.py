@@ -80,7 +80,7 @@ def activate(
     key: Annotated[str, typer.Argument(help="The signed key, or - to read it from stdin.")],
 ) -> None:
     """Verify a subscription key and make it active on this tenant (deactivating it elsewhere)."""
-    from licsync import hooks, reconcile
+    from licsync import hooks
     from licsync.subscriptions import registry
 
     c = ctx_of(ctx)
@@ -90,7 +90,5 @@ def activate(
     now = c.now()
     with db.session_scope(c.engine()) as s:
         result = registry.activate(s, tenant, text, settings.vendor.public_key, now, actor="cli")
-        registry.evaluate_grace(s, tenant, reconcile.consumed(s, tenant), now)
-        reconcile.snapshot_ledger(s, tenant, now)
         hooks.on_activation(s, settings, result, now)
     typer.echo(result.sentence)

@@ -303,7 +303,7 @@ class OutboxMessage(SQLModel, table=True):
     subject: str = Field(max_length=512)
     body_text: str = Field(sa_column=Column(Text, nullable=False))
     body_html: str | None = _text()
-    status: str = Field(default="pending", max_length=16, index=True)  # pending|sending|sent|failed
+    status: str = Field(default="pending", max_length=16, index=True)  # pending|sending|sent|failed|skipped
     attempts: int = 0
     created_at: datetime | None = _ts(nullable=False)
     next_attempt_at: datetime | None = _ts()
@@ -345,3 +345,4 @@ class NotificationMark(SQLModel, table=True):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+from licsync.db import models_seat_models  # noqa: E402,F401

@@ -1,0 +1,297 @@
+"""GraphClient: the Microsoft Graph reads and writes licsync needs, with one retry policy.
+
+Requests go through the real msgraph-sdk (request builders, bearer auth, telemetry headers) but
+come back raw and are parsed with orjson (see ``parse``). Retries live here only: the SDK's
+RetryHandler is left out of the middleware (see ``sdk``), and every non-2xx answer is mapped by
+``status.error_for_response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from licsync.config import TenantConfig
+from licsync.errors import PermanentError, TransientError
+from licsync.graph import tls
+from licsync.graph.auth import GraphTokenProvider, TokenSource
+from licsync.graph.parse import USER_SELECT, DeltaPage, UserRow, parse_delta_page, parse_id_page, parse_sign_in_page
+from licsync.graph.status import error_for_response
+
+__all__ = ["USER_SELECT", "DeltaPage", "GraphClient", "GraphStats", "UserRow"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[Any]]
+
+_READ = "User.Read.All"
+
+
+@dataclass
+class GraphStats:
+    """Counters for one cycle's summary line and metrics (token endpoint calls excluded)."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    waited_seconds: float = 0.0
+    pages: int = 0
+
+
+def _tls_verify_failed(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class GraphClient:
+    """Async Graph access for one tenant. Create it, iterate, then ``await aclose()``.
+
+    ``backoff_base``/``backoff_cap`` shape the exponential backoff (with jitter) used for 5xx
+    and lost connections; tests lower the base to stay fast. A 429 waits exactly its
+    ``Retry-After``; one longer than ``tenant.max_retry_after`` is not waited out but raised
+    as TransientError(retry_after=…) so the scheduler comes back later.
+    """
+
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        *,
+        stats: GraphStats | None = None,
+        sleep: Sleep = asyncio.sleep,
+        token_source: TokenSource | None = None,
+    ) -> None:
+        from licsync.graph.sdk import build_service_client  # pulls in msgraph (~1 s) only when used
+
+        self.tenant = tenant
+        self.stats = stats if stats is not None else GraphStats()
+        self._sleep = sleep
+        self._own_tokens = token_source is None
+        self._tokens = token_source if token_source is not None else TokenSource(tenant)
+        self._max_retries = tenant.max_retries
+        self._max_retry_after = tenant.max_retry_after.total_seconds()
+        seconds = tenant.timeout.total_seconds()
+        # Our own transport, kept to close it: msgraph-core's AsyncGraphTransport wraps the
+        # client's transport but has no aclose(), so closing the client alone leaks connections.
+        self._transport = httpx.AsyncHTTPTransport(verify=tls.client_ssl_context(tenant.ca_bundle), trust_env=False)
+        self._http = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(seconds, connect=min(seconds, 30.0)),
+            trust_env=False,  # env vars must not decide trust (SPEC §5); MSAL's session does the same
+            event_hooks={"request": [self._count_request]},
+        )
+        self._sdk = build_service_client(
+            tenant.graph_url, GraphTokenProvider(self._tokens, tenant.graph_url), self._http
+        )
+
+    async def _count_request(self, _request: httpx.Request) -> None:
+        self.stats.requests += 1
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._transport.aclose()
+        if self._own_tokens:
+            self._tokens.close()
+
+    async def __aenter__(self) -> GraphClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    # -- the one retry loop ------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_cap, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+
+    async def _send(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        what: str,
+        permission: str = _READ,
+        delta: bool = False,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send with retries: 429 waits Retry-After; 5xx, lost connections and an unavailable token
+        endpoint back off; a 401 gets one fresh token.
+
+        A non-idempotent call (sendMail) is retried only when Graph surely did not act on it:
+        429, 503, or a connection that was never established.
+        """
+        attempt = 0
+        reauthenticated = False
+        while True:
+            try:
+                resp = await call()
+            except TransientError as exc:  # the token endpoint, reached through the auth provider
+                error, retryable = exc, True
+            except httpx.TransportError as exc:
+                if _tls_verify_failed(exc):
+                    raise PermanentError(
+                        f"Graph {what}: TLS verification of {self.tenant.graph_url} failed; set ca_bundle if "
+                        "it uses a private CA"
+                    ) from None
+                error = TransientError(f"Graph {what}: connection failed ({type(exc).__name__})")
+                retryable = idempotent or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            else:
+                if not isinstance(resp, httpx.Response):  # pragma: no cover - NativeResponseHandler contract
+                    raise PermanentError(f"Graph {what}: the SDK returned {type(resp).__name__}, not a response")
+                if resp.is_success:
+                    return resp
+                if resp.status_code == 401 and not reauthenticated:
+                    # An access token can be revoked or expire early; one fresh token settles it.
+                    reauthenticated = True
+                    await asyncio.to_thread(self._tokens.invalidate)
+                    self.stats.retries += 1
+                    continue
+                if resp.status_code == 429:
+                    self.stats.throttled += 1
+                error = error_for_response(
+                    resp.status_code, resp.content, resp.headers, what=what, permission=permission, delta=delta
+                )
+                retryable = idempotent or resp.status_code in (429, 503)
+            if not isinstance(error, TransientError) or not retryable or attempt >= self._max_retries:
+                raise error
+            if error.retry_after is not None and error.retry_after > self._max_retry_after:
+                raise TransientError(
+                    f"{error} — Graph asks to wait {error.retry_after:.0f} s, more than max_retry_after "
+                    f"({self._max_retry_after:.0f} s); try again later",
+                    retry_after=error.retry_after,
+                )
+            delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+            attempt += 1
+            self.stats.retries += 1
+            self.stats.waited_seconds += delay
+            await self._sleep(delay)
+
+    async def _follow(
+        self,
+        builder: Any,
+        config: Any,
+        parse: Callable[[bytes], tuple[list[T], str | None]],
+        *,
+        what: str,
+        permission: str = _READ,
+    ) -> AsyncIterator[list[T]]:
+        """Yield each page's items, following ``@odata.nextLink`` verbatim until there is none."""
+        from licsync.graph.sdk import raw_config
+
+        while True:
+            resp = await self._send(
+                lambda b=builder, c=config: b.get(request_configuration=c), what=what, permission=permission
+            )
+            items, next_link = parse(resp.content)
+            self.stats.pages += 1
+            yield items
+            if not next_link:
+                return
+            builder, config = builder.with_url(next_link), raw_config()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    async def delta_pages(self, delta_link: str | None) -> AsyncIterator[DeltaPage]:
+        """One delta round: the initial one (``delta_link=None``, with ``$select``) or from a deltaLink.
+
+        Every nextLink is followed verbatim — empty pages included — until a page carries the
+        deltaLink. Pages are yielded as they arrive; the caller stores the deltaLink only after
+        applying the whole round.
+        """
+        from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
+
+        from licsync.graph.sdk import raw_config
+
+        builder = self._sdk.users.delta
+        if delta_link is None:
+            query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=USER_SELECT.split(","))
+            headers = {"Prefer": f"odata.maxpagesize={self.tenant.page_size}"} if self.tenant.page_size else None
+            config = raw_config(query, headers)
+        else:
+            builder, config = builder.with_url(delta_link), raw_config()
+        while True:
+            resp = await self._send(
+                lambda b=builder, c=config: b.get(request_configuration=c), what="users/delta", delta=True
+            )
+            page = parse_delta_page(resp.content)
+            self.stats.pages += 1
+            yield page
+            if page.delta_link is not None:
+                return
+            if not page.next_link:
+                raise PermanentError("Graph users/delta: a page carried neither @odata.nextLink nor @odata.deltaLink")
+            builder, config = builder.with_url(page.next_link), raw_config()
+
+    async def deleted_user_ids(self) -> AsyncIterator[list[str]]:
+        """Ids of soft-deleted (restorable) users, one list per page."""
+        from msgraph.generated.directory.deleted_items.graph_user.graph_user_request_builder import (
+            GraphUserRequestBuilder,
+        )
+
+        from licsync.graph.sdk import raw_config
+
+        query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(
+            select=["id"], top=self.tenant.page_size or 999
+        )
+        async for ids in self._follow(
+            self._sdk.directory.deleted_items.graph_user,
+            raw_config(query),
+            parse_id_page,
+            what="directory/deletedItems/microsoft.graph.user",
+        ):
+            yield ids
+
+    async def users_sign_in_activity(self) -> AsyncIterator[list[tuple[str, datetime | None]]]:
+        """``(id, lastSignInDateTime)`` per user; needs AuditLog.Read.All and Entra ID P1."""
+        from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+        from licsync.graph.sdk import raw_config
+
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=["id", "signInActivity"], top=min(self.tenant.page_size or 500, 500)
+        )
+        async for pairs in self._follow(
+            self._sdk.users,
+            raw_config(query),
+            parse_sign_in_page,
+            what="users?$select=signInActivity",
+            permission="AuditLog.Read.All (and Entra ID P1)",
+        ):
+            yield pairs
+
+    async def send_mail(self, sender: str, message: dict[str, Any], *, save_to_sent_items: bool = False) -> None:
+        """``POST /users/{sender}/sendMail``; ``message`` is a Graph message resource.
+
+        202 means accepted for delivery, not delivered.
+        """
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+
+        from licsync.graph.sdk import raw_config
+
+        builder = self._sdk.users.by_user_id(sender).send_mail
+        body = orjson.dumps({"message": message, "saveToSentItems": save_to_sent_items})
+
+        def call() -> Awaitable[Any]:
+            info = RequestInformation(Method.POST, builder.url_template, builder.path_parameters)
+            info.configure(raw_config())
+            info.set_stream_content(body, "application/json")
+            return self._sdk.request_adapter.send_primitive_async(info, "bytes", None)
+
+        resp = await self._send(call, what="sendMail", permission="Mail.Send", idempotent=False)
+        if resp.status_code != 202:
+            raise PermanentError(f"Graph sendMail: expected HTTP 202, got {resp.status_code}")
