@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -132,6 +132,12 @@ class TenantConfig(_Section):
     ca_bundle: Path | None = None
     admins: list[str] = Field(default_factory=list)
     catalog_admins: dict[str, list[str]] = Field(default_factory=dict)
+    # Microsoft Entra ID bearer tokens for the API (optional; setting api_audience turns them on).
+    api_audience: str | None = None
+    api_admin_role: str | None = None  # default LicSync.Admin
+    api_platform_role: str | None = None  # default LicSync.Platform
+    api_catalog_admin_roles: dict[str, list[str]] = Field(default_factory=dict)  # app role or group id → catalogs
+    api_issuer: str | None = None
     lms_url: str | None = None  # LMS365-style OData API pulled each cycle (optional)
     lms_api_key: SecretReference | None = None
     page_size: int | None = Field(default=None, ge=1, le=999)
@@ -176,6 +182,8 @@ class SeatsConfig(_Section):
     grace_days: int = Field(default=14, ge=0, le=365)
     mass_free_threshold: int = Field(default=500, ge=0)
     mass_free_fraction: float = Field(default=0.10, ge=0, le=1)
+    holidays: list[date] = Field(default_factory=list)  # UTC days that are not business days (tiered overage)
+    inactive_days: int = Field(default=90, ge=1)  # role model: no sign-in for this long flags an assignment
 
 
 class NotificationsConfig(_Section):

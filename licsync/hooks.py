@@ -25,8 +25,23 @@ def after_apply(
     """
     from licsync import reconcile
     from licsync.notify import events
+    from licsync.seat_models import dispatch
     from licsync.subscriptions import registry
 
+    # The seat model's own follow-up (first-access period rollover, overage tiers of a tiered key).
+    for e in dispatch.after_apply(session, settings, tenant, now, cycle_id=cycle_id):
+        if e.kind in ("overage_minor", "overage_major"):
+            figures = events.load_figures(session, tenant)
+            events.overage(
+                session,
+                settings,
+                tenant,
+                figures,
+                tier=e.kind.removeprefix("overage_"),
+                since=e.since,
+                now=now,
+                upgrade_at=e.upgrade_at,
+            )
     transitions = registry.evaluate_grace(session, tenant, reconcile.consumed(session, tenant), now, cycle_id=cycle_id)
     if cycle_id is not None:
         events.on_cycle(session, settings, tenant, transitions=transitions, now=now, hold_id=hold_id)

@@ -8,29 +8,33 @@ the caller's session, which owns the one transaction.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, union, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from licsync.db.models import (
     Activation,
     AuditLog,
+    CatalogCount,
     Course,
     DirectoryUser,
     Enrollment,
     LearnerListEntry,
     LedgerSnapshot,
     Seat,
+    SeatCatalog,
     Subscription,
 )
 from licsync.seats import Account, EnrollmentFact, Holder, Limits, Plan, plan
 
 CHUNK = 2000
+FULL: tuple[str, ...] = ("*",)  # considered_ids of a full reconcile: every holder of the tenant
 
 _S = Seat.__table__  # type: ignore[attr-defined]
 _U = DirectoryUser.__table__  # type: ignore[attr-defined]
@@ -41,6 +45,8 @@ _A = Activation.__table__  # type: ignore[attr-defined]
 _AU = AuditLog.__table__  # type: ignore[attr-defined]
 _LS = LedgerSnapshot.__table__  # type: ignore[attr-defined]
 _SUB = Subscription.__table__  # type: ignore[attr-defined]
+_SC = SeatCatalog.__table__  # type: ignore[attr-defined]
+_CC = CatalogCount.__table__  # type: ignore[attr-defined]
 
 
 def current_limits(session: Session, tenant: str) -> Limits | None:
@@ -159,7 +165,16 @@ def load_holders(session: Session, tenant: str, ids: list[str]) -> list[Holder]:
 
 
 def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: datetime) -> Plan:
-    """Plan the seats of these users (``None``: every candidate of the tenant — a full reconcile)."""
+    """Plan the seats of these users (``None``: every candidate of the tenant — a full reconcile).
+
+    The subscription's policy decides the model: ``enrollment`` is planned here; the others
+    (``live_enrollment``, ``first_access``, ``role``) by ``licsync.seat_models.dispatch``.
+    """
+    from licsync.seat_models import dispatch
+
+    other = dispatch.plan_for(session, tenant, ids, now)
+    if other is not None:
+        return other
     # candidate_ids streams from the session's connection: materialise it before the chunk queries.
     source = list(candidate_ids(session, tenant)) if ids is None else ids
     seen: set[str] = set()
@@ -170,7 +185,8 @@ def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: date
             seen.update(fresh)
             yield from load_holders(session, tenant, fresh)
 
-    return plan(holders(), consumed_before=consumed(session, tenant), limits=current_limits(session, tenant), now=now)
+    p = plan(holders(), consumed_before=consumed(session, tenant), limits=current_limits(session, tenant), now=now)
+    return replace(p, considered_ids=FULL) if ids is None else p
 
 
 def apply_plan(
@@ -220,13 +236,16 @@ def apply_plan(
     ]
     if audit:
         conn.execute(insert(_AU), audit)
+    considered = p.considered_ids or tuple(c.holder for c in p.changes())
+    refresh_catalogs(session, tenant, None if considered == FULL else considered)
     snapshot_ledger(session, tenant, now)
 
 
-def catalog_consumed(session: Session, tenant: str, catalog_id: str | None = None) -> dict[str, int]:
-    """Seat holders per catalog: a holder enrolled (and listed) in two catalogs counts in both."""
+def _counting_catalogs(tenant: str, holders: list[str] | None) -> Any:
+    """(catalog, holder) of open seats whose holder is counted in that catalog."""
     q = (
-        select(_CO.c.catalog_id, func.count(func.distinct(_S.c.holder)))
+        select(_CO.c.catalog_id, _S.c.holder)
+        .distinct()
         .select_from(
             _S.join(_E, and_(_E.c.tenant == _S.c.tenant, _E.c.user_id == _S.c.holder, _E.c.role == "learner"))
             .join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id, _CO.c.status != "deleted"))
@@ -235,10 +254,75 @@ def catalog_consumed(session: Session, tenant: str, catalog_id: str | None = Non
             )
         )
         .where(_S.c.tenant == tenant, _S.c.released_at.is_(None))
-        .group_by(_CO.c.catalog_id)
     )
+    return q if holders is None else q.where(_S.c.holder.in_(holders))
+
+
+def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | None) -> None:
+    """Bring ``seat_catalog`` and ``catalog_count`` up to date for these holders (None: all of them).
+
+    Work is proportional to the holders given: their old rows are replaced by what their seats and
+    enrollments say now, and each catalog's count moves by the difference.
+    """
+    conn = session.connection()
+    if holders is None:
+        conn.execute(delete(_SC).where(_SC.c.tenant == tenant))
+        conn.execute(delete(_CC).where(_CC.c.tenant == tenant))
+        rows = [
+            {"tenant": tenant, "catalog_id": c, "holder": h} for c, h in conn.execute(_counting_catalogs(tenant, None))
+        ]
+        for chunk in range(0, len(rows), 10_000):
+            conn.execute(insert(_SC), rows[chunk : chunk + 10_000])
+        counts = Counter(r["catalog_id"] for r in rows)
+        if counts:
+            conn.execute(insert(_CC), [{"tenant": tenant, "catalog_id": c, "consumed": n} for c, n in counts.items()])
+        return
+    delta: Counter[str] = Counter()
+    for chunk in _chunks(dict.fromkeys(holders)):
+        old = conn.execute(
+            select(_SC.c.catalog_id, _SC.c.holder).where(_SC.c.tenant == tenant, _SC.c.holder.in_(chunk))
+        )
+        old_rows = {(c, h) for c, h in old}
+        new_rows = {(c, h) for c, h in conn.execute(_counting_catalogs(tenant, chunk))}
+        gone, came = old_rows - new_rows, new_rows - old_rows
+        if gone:
+            conn.execute(
+                delete(_SC).where(
+                    _SC.c.tenant == tenant,
+                    _SC.c.catalog_id == bindparam("b_cat"),
+                    _SC.c.holder == bindparam("b_holder"),
+                ),
+                [{"b_cat": c, "b_holder": h} for c, h in gone],
+            )
+        if came:
+            conn.execute(insert(_SC), [{"tenant": tenant, "catalog_id": c, "holder": h} for c, h in came])
+        delta.update(c for c, _h in came)
+        delta.subtract(c for c, _h in gone)
+    changed = {c: n for c, n in delta.items() if n}
+    if not changed:
+        return
+    existing = {
+        r[0]
+        for r in conn.execute(select(_CC.c.catalog_id).where(_CC.c.tenant == tenant, _CC.c.catalog_id.in_(changed)))
+    }
+    moves = [{"b_cat": c, "b_n": n} for c, n in changed.items() if c in existing]
+    if moves:
+        conn.execute(
+            update(_CC)
+            .where(_CC.c.tenant == tenant, _CC.c.catalog_id == bindparam("b_cat"))
+            .values(consumed=_CC.c.consumed + bindparam("b_n")),
+            moves,
+        )
+    fresh = [{"tenant": tenant, "catalog_id": c, "consumed": n} for c, n in changed.items() if c not in existing]
+    if fresh:
+        conn.execute(insert(_CC), fresh)
+
+
+def catalog_consumed(session: Session, tenant: str, catalog_id: str | None = None) -> dict[str, int]:
+    """Seat holders per catalog: a holder enrolled (and listed) in two catalogs counts in both."""
+    q = select(_CC.c.catalog_id, _CC.c.consumed).where(_CC.c.tenant == tenant)
     if catalog_id is not None:
-        q = q.where(_CO.c.catalog_id == catalog_id)
+        q = q.where(_CC.c.catalog_id == catalog_id)
     return {r[0]: r[1] for r in session.connection().execute(q)}
 
 

@@ -135,6 +135,7 @@ class Plan:
     consumed_before: int = 0
     considered: int = 0
     now: datetime | None = field(default=None, compare=False)
+    considered_ids: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def consumed_after(self) -> int:
@@ -156,7 +157,7 @@ class Plan:
 
     def without_frees(self) -> Plan:
         """The same plan with its frees held back (the mass-free guard)."""
-        return Plan(self.takes, (), self.refused, self.consumed_before, self.considered, self.now)
+        return Plan(self.takes, (), self.refused, self.consumed_before, self.considered, self.now, self.considered_ids)
 
 
 def evaluate(h: Holder) -> tuple[bool, Reason]:
@@ -200,9 +201,9 @@ def plan(
     """
     takes: list[tuple[Holder, Reason]] = []
     frees: list[SeatChange] = []
-    considered = 0
+    considered: list[str] = []
     for h in holders:
-        considered += 1
+        considered.append(h.holder_id)
         qualifies, reason = evaluate(h)
         if qualifies and not h.holds_seat:
             takes.append((h, reason))
@@ -222,7 +223,7 @@ def plan(
         granted.append(SeatChange(h.holder_id, "take", reason))
         if room is not None:
             room -= 1
-    return Plan(tuple(granted), tuple(frees), tuple(refused), consumed_before, considered, now)
+    return Plan(tuple(granted), tuple(frees), tuple(refused), consumed_before, len(considered), now, tuple(considered))
 
 
 def hold_reason(plan: Plan, *, threshold: int, fraction: float) -> str | None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from licsync import reconcile
+from licsync.config import Settings
 from licsync.db.models import Catalog, DirectoryUser, MassFreeHold, Seat
 from licsync.errors import NotFound
 from licsync.seats import describe
@@ -44,10 +45,14 @@ def catalog_rows(session: Session, tenant: str, catalog_id: str | None = None) -
     return [{"id": c.id, "name": c.name, "consumed": counts.get(c.id, 0)} for c in cats]
 
 
-def tenant_status(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
-    """The contract's status JSON (SPEC §5), plus additive keys (grace.days_left)."""
+def tenant_status(session: Session, tenant: str, now: datetime, settings: Settings | None = None) -> dict[str, Any]:
+    """The contract's status JSON (SPEC §5), plus additive keys: grace.days_left, and ``model`` —
+    what the subscription's counting model shows (reuses, tiers, billing, pools)."""
+    from licsync.seat_models import dispatch
+
     sub = registry.subscription_summary(session, tenant, now)
-    purchased = sub["seats"] if sub["state"] in ("active", "expired") else 0
+    limits = reconcile.current_limits(session, tenant)
+    purchased = limits.seats if limits is not None and sub["state"] in ("active", "expired") else 0
     used = reconcile.consumed(session, tenant)
     return {
         "tenant": tenant,
@@ -58,6 +63,7 @@ def tenant_status(session: Session, tenant: str, now: datetime) -> dict[str, Any
         "overage": max(0, used - purchased),
         "grace": grace_view(session, tenant, now),
         "catalogs": catalog_rows(session, tenant),
+        "model": dispatch.status_block(session, settings, tenant, now),
     }
 
 
@@ -75,11 +81,15 @@ def seat_of(session: Session, tenant: str, user_id: str) -> Seat | None:
 
 
 def last_release(session: Session, tenant: str, user_id: str) -> Seat | None:
-    return session.exec(  # type: ignore[call-overload]
-        select(Seat)
-        .where(Seat.tenant == tenant, Seat.holder == user_id, Seat.released_at.is_not(None))  # type: ignore[union-attr]
-        .order_by(Seat.released_at.desc())  # type: ignore[union-attr]
-    ).scalars().first()
+    return (
+        session.exec(  # type: ignore[call-overload]
+            select(Seat)
+            .where(Seat.tenant == tenant, Seat.holder == user_id, Seat.released_at.is_not(None))  # type: ignore[union-attr]
+            .order_by(Seat.released_at.desc())  # type: ignore[union-attr]
+        )
+        .scalars()
+        .first()
+    )
 
 
 def directory_user(session: Session, tenant: str, user_id: str) -> DirectoryUser | None:

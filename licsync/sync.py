@@ -7,11 +7,13 @@ expired delta token is recovered by a full resync inside the same cycle.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -27,6 +29,7 @@ from licsync.log import get_logger
 from licsync.seats import Plan, hold_reason
 
 Progress = Callable[[int, int], None]  # (pages, users) so far in this round
+DRY_RUN_CYCLE = 0  # real cycle ids start at 1
 
 
 @dataclass
@@ -90,10 +93,30 @@ class CycleResult:
         return text
 
 
+def on_graph(link: str, graph_url: str) -> bool:
+    """Whether a link points at the configured Graph: same scheme, host, port and version path."""
+    a, b = urlsplit(link), urlsplit(graph_url)
+    default = {"https": 443, "http": 80}
+    try:
+        ports = (a.port or default.get(a.scheme), b.port or default.get(b.scheme))
+    except ValueError:  # a port that is not a number
+        return False
+    return (
+        a.scheme == b.scheme
+        and (a.hostname or "") == (b.hostname or "")
+        and ports[0] == ports[1]
+        and a.path.startswith(b.path.rstrip("/") + "/")
+    )
+
+
 def _new_cycle(engine: Engine, tenant: str, kind: str, now: datetime) -> int:
     with session_scope(engine) as s:
         # Staging of rounds that died with their process is of no use to anyone.
-        stale = s.exec(select(SyncCycle).where(SyncCycle.tenant == tenant, SyncCycle.status == "running")).all()
+        stale = (
+            s.exec(select(SyncCycle).where(SyncCycle.tenant == tenant, SyncCycle.status == "running"))  # type: ignore[call-overload]
+            .scalars()
+            .all()
+        )
         for c in stale:
             c.status, c.finished_at, c.error = "abandoned", now, "the process ended before the cycle finished"
         row = SyncCycle(tenant=tenant, kind=kind, status="running", started_at=now)
@@ -202,32 +225,60 @@ async def run_cycle(
     with Session(engine) as s:
         st = s.get(SyncState, tenant.name)
         link = None if (full or st is None) else st.delta_link
+    # A deltaLink that is not on the configured Graph (graph_url changed, a database restored from
+    # elsewhere) can never work, and following it would send the token elsewhere: resync in full.
+    foreign = link is not None and not on_graph(link, tenant.graph_url)
+    if foreign:
+        link = None
     kind = "delta" if link else "full"
-    cycle_id = _new_cycle(engine, tenant.name, kind, now)
+    # A dry run writes nothing at all, not even its cycle row: its marks use cycle 0 and roll back.
+    cycle_id = DRY_RUN_CYCLE if dry_run else _new_cycle(engine, tenant.name, kind, now)
     log = get_logger(tenant=tenant.name, cycle_id=cycle_id)
     stats = GraphStats()
     own_client = client is None
     graph = client or GraphClient(tenant, stats=stats)
     if not own_client:
         stats = graph.stats
-    result = CycleResult(tenant=tenant.name, cycle_id=cycle_id, kind=kind, dry_run=dry_run)
+    result = CycleResult(tenant=tenant.name, cycle_id=cycle_id, kind=kind, dry_run=dry_run, resynced=foreign)
     log.info("cycle_started", kind=kind, dry_run=dry_run)
+    if foreign:
+        log.warning(
+            "delta_link_foreign",
+            action="full resync",
+            graph_url=tenant.graph_url,
+            note="the stored deltaLink is not on the configured graph_url",
+        )
     try:
+        # The LMS catalogs (when an OData API is configured) are read whole before the round, in a
+        # thread; they are applied inside the round's transaction with the directory changes.
+        lms = None
+        if tenant.lms_url:
+            from licsync.catalogs.odata import fetch_snapshot
+
+            lms = await asyncio.to_thread(fetch_snapshot, tenant)
         while True:
             try:
-                await _round(settings, tenant, engine, graph, result, link, now, dry_run, progress)
+                await _round(settings, tenant, engine, graph, result, link, now, dry_run, progress, lms)
                 break
             except DeltaTokenExpired:
                 if link is None:
                     raise
                 log.warning("delta_token_expired", action="full resync")
                 link, result.kind, result.resynced = None, "full", True
+    except asyncio.CancelledError:
+        # Shutdown abandoned the cycle: its transaction rolled back whole; it is not a failure.
+        if not dry_run:
+            _finish_cycle(engine, result, now, "abandoned")
+        log.warning("cycle_abandoned")
+        raise
     except LicsyncError as exc:
-        failures = _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
-        log.error("cycle_failed", error=truncate(str(exc)), error_type=type(exc).__name__, failures=failures)
+        if not dry_run:
+            failures = _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
+            log.error("cycle_failed", error=truncate(str(exc)), error_type=type(exc).__name__, failures=failures)
         raise
     except BaseException as exc:
-        _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
+        if not dry_run:
+            _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
         raise
     finally:
         result.requests, result.retries, result.throttled = stats.requests, stats.retries, stats.throttled
@@ -248,6 +299,7 @@ async def _round(
     now: datetime,
     dry_run: bool,
     progress: Progress | None,
+    lms: Any = None,
 ) -> None:
     full = link is None
     with Session(engine, expire_on_commit=False) as session:
@@ -268,6 +320,12 @@ async def _round(
             writer.finish(deleted_ids)
             result.counts = dict(writer.counts)
             ids = None if full else list(reconcile.changed_ids(session, tenant.name, result.cycle_id))
+            if lms is not None:
+                from licsync.catalogs.odata import apply_pulled
+
+                affected = apply_pulled(session, tenant, lms, now)
+                if ids is not None:
+                    ids = sorted(set(ids) | affected)
             plan = reconcile.plan_for(session, tenant.name, ids, now)
             result.plan = plan
             if dry_run:
@@ -276,7 +334,6 @@ async def _round(
                 )
                 result.hold_reason = why
                 session.rollback()
-                _finish_cycle(engine, result, now, "dry_run")
                 return
             result.hold_id, result.hold_reason = apply_guarded(
                 session, settings, tenant.name, plan, now, cycle_id=result.cycle_id

@@ -76,13 +76,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_schema_url")
 
 
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    """Engines the code under test created (the CLI makes its own) are closed after each test."""
+    yield
+    db.dispose_all()
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     e = db.get_engine(db_url)
     db.upgrade(e)
     yield e
-    e.dispose()
-    db.get_engine.cache_clear()
 
 
 @pytest.fixture
@@ -90,7 +95,6 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     e = db.get_engine(f"sqlite:///{tmp_path}/licsync.db")
     db.upgrade(e)
     yield e
-    e.dispose()
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

@@ -70,8 +70,9 @@ def env(graph_env: GraphEnv) -> GraphEnv:
     return graph_env
 
 
-def test_full_sync_follows_every_page_including_empty_ones_and_replays(env: GraphEnv, engine: Engine,
-                                                                        db_url: str) -> None:
+def test_full_sync_follows_every_page_including_empty_ones_and_replays(
+    env: GraphEnv, engine: Engine, db_url: str
+) -> None:
     ids = env.tenant.directory.add_users(1050, seed=7, disabled_fraction=0.1)
     env.tenant.page_size = 200
     env.tenant.empty_page_every = 2
@@ -103,7 +104,12 @@ def test_incremental_round_applies_exactly_the_changes(env: GraphEnv, engine: En
     r = cycle(env, settings, engine, now=NOW + timedelta(minutes=15))
     assert r.kind == "delta"
     assert {k: v for k, v in r.counts.items() if k not in ("seen", "entries")} == {
-        "disabled": 1, "soft_deleted": 1, "hard_deleted": 1, "updated": 1, "created": 1}
+        "disabled": 1,
+        "soft_deleted": 1,
+        "hard_deleted": 1,
+        "updated": 1,
+        "created": 1,
+    }
     m = mirror(engine)
     assert m[ids[0]][0] is False
     assert m[ids[1]][1] == "soft"
@@ -111,8 +117,9 @@ def test_incremental_round_applies_exactly_the_changes(env: GraphEnv, engine: En
     assert m[ids[3]][2] == "Renamed Person"
     assert new in m
     with Session(engine) as s:
-        changes = s.exec(select(DirectoryChange.user_id, DirectoryChange.change)  # type: ignore[call-overload]
-                         .where(DirectoryChange.cycle_id == r.cycle_id)).all()
+        changes = s.exec(
+            select(DirectoryChange.user_id, DirectoryChange.change).where(DirectoryChange.cycle_id == r.cycle_id)  # type: ignore[call-overload]
+        ).all()
     assert sorted(c[1] for c in changes) == ["created", "disabled", "hard_deleted", "soft_deleted", "updated"]
     # Restoring the soft-deleted user brings it back.
     d.restore(ids[1])
@@ -209,6 +216,8 @@ def test_dry_run_changes_nothing(env: GraphEnv, engine: Engine, db_url: str) -> 
     r = cycle(env, make_settings(env, db_url), engine, dry_run=True)
     assert r.dry_run and r.counts["created"] == 40
     assert mirror(engine) == {} and state(engine) is None
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(SyncCycle)).one()[0] == 0  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- seats through the cycle
@@ -232,8 +241,11 @@ def open_seats(engine: Engine) -> dict[str, str]:
 
 def last_release(engine: Engine, holder: str) -> str | None:
     with Session(engine) as s:
-        r = s.exec(select(Seat.release_reason).where(Seat.holder == holder, Seat.released_at.is_not(None))  # type: ignore[union-attr, call-overload]
-                   .order_by(Seat.released_at.desc())).first()  # type: ignore[union-attr]
+        r = s.exec(
+            select(Seat.release_reason)
+            .where(Seat.holder == holder, Seat.released_at.is_not(None))  # type: ignore[union-attr, call-overload]
+            .order_by(Seat.released_at.desc())
+        ).first()  # type: ignore[union-attr]
         return None if r is None else r[0]
 
 
@@ -252,7 +264,10 @@ def test_disable_soft_delete_hard_delete_free_seats_and_restore_takes_them_back(
     d.disable(ids[15])  # not enrolled: holds no seat, frees nothing
     r = cycle(env, settings, engine, now=NOW + timedelta(minutes=15))
     assert {(c.holder, c.reason.value) for c in r.plan.frees} == {
-        (ids[0], "account_disabled"), (ids[1], "account_soft_deleted"), (ids[2], "account_deleted")}
+        (ids[0], "account_disabled"),
+        (ids[1], "account_soft_deleted"),
+        (ids[2], "account_deleted"),
+    }
     assert set(open_seats(engine)) == set(ids[3:10])
     d.enable(ids[0])
     d.restore(ids[1])
@@ -293,3 +308,39 @@ def test_counts_match_the_tables(env: GraphEnv, engine: Engine, db_url: str) -> 
     with Session(engine) as s:
         n = s.exec(select(func.count()).select_from(DirectoryUser)).one()  # type: ignore[call-overload]
     assert n[0] == 10
+
+
+def test_the_cycle_pulls_the_lms_catalogs_in_its_own_transaction(
+    env: GraphEnv, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An LMS365-style OData API is read whole each cycle and applied with the directory changes."""
+    from licsync.catalogs.emulator import LmsEmulator
+
+    ids = env.tenant.directory.add_users(6, seed=13)
+    with LmsEmulator(page_size=2) as lms:
+        monkeypatch.setenv("LICSYNC_TEST_LMS_KEY", lms.api_key)
+        lms.add_catalog("cat1", "Sales")
+        lms.add_course("c1", "cat1")
+        lms.add_course("c2", "cat1")
+        for uid in ids[:3]:
+            lms.enroll("c1", uid)
+        lms.enroll("c2", ids[3])
+        settings = Settings.model_validate({
+            "database": {"url": db_url},
+            "tenant": [env.server.tenant_config("contoso", tenant=env.tenant, lms_url=lms.url,
+                                               lms_api_key="env:LICSYNC_TEST_LMS_KEY")],
+            "seats": {"mass_free_fraction": 1.0},
+        })
+        cycle(env, settings, engine)
+        assert set(open_seats(engine)) == set(ids[:4])
+        lms.delete_course("c2")
+        env.tenant.directory.disable(ids[0])
+        r = cycle(env, settings, engine, now=NOW + timedelta(minutes=15))
+        assert {(c.holder, c.reason.value) for c in r.plan.frees} == {
+            (ids[0], "account_disabled"), (ids[3], "course_deleted")}
+        lms.fail_next(10, status=503)
+        before = open_seats(engine)
+        lms.unenroll("c1", ids[1])
+        with pytest.raises(TransientError):
+            cycle(env, settings, engine, now=NOW + timedelta(minutes=30))
+        assert open_seats(engine) == before  # an LMS outage changes nothing

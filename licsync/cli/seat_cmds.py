@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sys
 from typing import Annotated
 
@@ -10,7 +12,7 @@ import typer
 
 from licsync import db, status
 from licsync.cli.app import app, ctx_of, emit_json
-from licsync.errors import NotFound
+from licsync.errors import NotFound, TransientError
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -39,14 +41,20 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """One cycle: read Graph, reconcile, apply, evaluate grace, send notifications."""
+    from licsync.daemon import Locks
     from licsync.service import changes_as_rows, sync_once
 
     c = ctx_of(ctx)
     settings = c.settings
     tcfg = settings.get_tenant(tenant)
     engine = c.engine()
-    result = asyncio.run(sync_once(settings, tcfg, engine, now=c.now(), full=full, dry_run=dry_run,
-                                   show_progress=not as_json))
+    # The same per-tenant lock as the daemon's cycles: never two cycles of one tenant at once.
+    with Locks(engine, f"cli:{socket.gethostname()}:{os.getpid()}").hold(tenant, wait=5.0) as got:
+        if not got:
+            raise TransientError(f"another licsync is syncing tenant {tenant} right now; try again when it is done")
+        result = asyncio.run(
+            sync_once(settings, tcfg, engine, now=c.now(), full=full, dry_run=dry_run, show_progress=not as_json)
+        )
     if as_json:
         out = result.summary()
         out["hold_reason"] = result.hold_reason
@@ -77,7 +85,7 @@ def status_cmd(
         data = (
             status.catalog_status(s, tenant, catalog, c.now())
             if catalog is not None
-            else status.tenant_status(s, tenant, c.now())
+            else status.tenant_status(s, tenant, c.now(), c.settings)
         )
     if as_json:
         emit_json(data)

@@ -213,6 +213,27 @@ class Seat(SQLModel, table=True):
     )
 
 
+class SeatCatalog(SQLModel, table=True):
+    """A seat holder counted in a catalog (learner enrollment there, on its learner list, course not
+    deleted). Maintained for the users each plan considered, so per-catalog figures cost O(changes)."""
+
+    __tablename__ = "seat_catalog"
+    tenant: str = Field(primary_key=True, max_length=64)
+    catalog_id: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(primary_key=True, max_length=128)
+
+    __table_args__ = (Index("ix_seat_catalog_tenant_holder", "tenant", "holder"),)
+
+
+class CatalogCount(SQLModel, table=True):
+    """Seat holders per catalog, kept in step with ``seat_catalog`` by every apply."""
+
+    __tablename__ = "catalog_count"
+    tenant: str = Field(primary_key=True, max_length=64)
+    catalog_id: str = Field(primary_key=True, max_length=128)
+    consumed: int = 0
+
+
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
     seq: int | None = Field(default=None, primary_key=True)

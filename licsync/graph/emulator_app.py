@@ -6,6 +6,7 @@ token; the identity routes carry the tenant id in the path, as login.microsofton
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import secrets
 import uuid
@@ -20,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from licsync.graph.emulator_auth import AccessToken, AuthError, SigningKey, graph_error
 from licsync.graph.emulator_state import Directory
@@ -35,6 +37,8 @@ TENANT_OPS = frozenset(
         "expire_tokens",
         "malformed_page",
         "drop_id_on_page",
+        "reset_page",
+        "hang_page",
         "token_endpoint_down",
         "revoke_secret",
         "clear_faults",
@@ -60,10 +64,19 @@ DIRECTORY_OPS = frozenset(
 )
 
 
+class _CutResponse(Response):
+    """Announces the whole body, sends half of it, and returns: the server closes the connection
+    mid-body, as a reset or a dropped proxy connection looks to the client."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+
+
 def _reply(reply: Reply) -> Response:
     headers = dict(reply.headers)
     headers.setdefault("Content-Type", _JSON)
-    return Response(reply.body, reply.status, headers)
+    return (_CutResponse if reply.cut else Response)(reply.body, reply.status, headers)
 
 
 def _json(status: int, doc: Any) -> Response:
@@ -144,6 +157,8 @@ class Emulator:
         result = handle(tenant)
         if inspect.isawaitable(result):
             result = await result
+        if result.delay:
+            await asyncio.sleep(result.delay)
         return _reply(result)
 
     async def delta(self, request: Request) -> Response:

@@ -80,6 +80,8 @@ class EmulatedTenant:
             self._fail_pages: dict[int, int] = {}
             self._malformed: set[int] = set()
             self._drop_id: set[int] = set()
+            self._reset_pages: dict[int, int] = {}  # page -> answers still to cut off
+            self._hang_pages: dict[int, tuple[int, float]] = {}  # page -> (answers still to stall, seconds)
             self._expired_before = 0
             self._expire_mode = "400"
         self.auth.token_endpoint_down(0)
@@ -121,6 +123,22 @@ class EmulatedTenant:
         """The first user of the k-th page of every delta round comes without its ``id``."""
         with self._lock:
             self._drop_id.add(int(k))
+
+    def reset_page(self, k: int, times: int = 1) -> None:
+        """The next ``times`` answers for the k-th page of a delta round lose their connection
+        mid-body: the headers and half of the page arrive, then the server closes the connection."""
+        if k < 1:
+            raise ValueError("pages count from 1")
+        with self._lock:
+            self._reset_pages[int(k)] = int(times)
+
+    def hang_page(self, k: int, seconds: float, times: int = 1) -> None:
+        """The next ``times`` answers for the k-th page of a delta round stall ``seconds`` first
+        (longer than the client's timeout: a read timeout mid-round)."""
+        if k < 1:
+            raise ValueError("pages count from 1")
+        with self._lock:
+            self._hang_pages[int(k)] = (int(times), float(seconds))
 
     def token_endpoint_down(self, n: int | bool = True) -> None:
         """The next ``n`` token requests answer 503 (``True``: until ``token_endpoint_down(False)``)."""
@@ -247,6 +265,16 @@ class EmulatedTenant:
         with self._lock:
             fail = self._fail_pages.get(k)
             malformed, drop_id = k in self._malformed, k in self._drop_id
+            cut = self._reset_pages.get(k, 0) > 0
+            if cut:
+                self._reset_pages[k] -= 1
+                self.stats["reset"] += 1
+            hang_times, hang = self._hang_pages.get(k, (0, 0.0))
+            if hang_times > 0:
+                self._hang_pages[k] = (hang_times - 1, hang)
+                self.stats["hung"] += 1
+            else:
+                hang = 0.0
         if fail:
             return graph_reply(fail, "generalException", f"Injected failure of page {k}.")
         entries, size = rnd.entries, rnd.page_size
@@ -277,6 +305,8 @@ class EmulatedTenant:
             body = self._body(link_base, rnd.fields, value, next_link=f"{link_base}?$skiptoken={skip}")
         if malformed:
             return Reply(200, body.body[: len(body.body) // 2], body.headers)
+        if cut or hang:
+            return Reply(body.status, body.body, body.headers, delay=hang, cut=cut)
         return body
 
     @staticmethod

@@ -22,6 +22,8 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds the server stalls before answering (a client timeout)
+    cut: bool = False  # the connection closes after the headers and half of the body
 
 
 def error_reply(err: AuthError) -> Reply:

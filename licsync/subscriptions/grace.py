@@ -24,9 +24,11 @@ Rules, and why:
   If another cause still holds, a new window starts for it at once: ended, then started.
 * A renewal that changes the window (later expiry, other ``grace_days``) moves it; an enforced
   record whose new window is still open becomes active again.
-* Overage modes: ``grace`` and ``tiered`` run seat-limit grace; ``block`` (seats beyond the maximum
-  are refused when planning) and ``bill`` (overage is reported and billed) never do. All modes run
-  expiry grace. No grace before the subscription starts.
+* Overage modes: ``grace`` runs seat-limit grace; ``tiered`` has its own business-day tiers and
+  automatic upgrade (``licsync.seat_models.overage``) — a 14-day enforcement would cut in before a
+  minor overage could ever become major; ``block`` (seats beyond the maximum are refused when
+  planning) and ``bill`` (overage is reported and billed) never do. All modes run expiry grace.
+  No grace before the subscription starts.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from licsync.subscriptions.terms import Terms
 
 STATES = ("none", "active", "enforced")
 REASONS = ("seat_limit", "expired")
-SEAT_LIMIT_GRACE_MODES = ("grace", "tiered")
+SEAT_LIMIT_GRACE_MODES = ("grace",)
 _DAY = timedelta(days=1)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from licsync import db
+from licsync import db, reconcile
 from licsync.db.models import Catalog, Course, Enrollment, LearnerListEntry, MassFreeHold, Seat
 from licsync.notify import events
 from licsync.notify.audience import load_figures
@@ -33,6 +33,8 @@ def seed(s: Session, users: range) -> None:
             if i in members:
                 s.add(Enrollment(tenant="contoso", course_id=course, user_id=uid, role="learner", enrolled_at=NOW))
                 s.add(LearnerListEntry(tenant="contoso", catalog_id=cid, user_id=uid, added_at=NOW))
+    s.flush()
+    reconcile.refresh_catalogs(s, "contoso", None)  # seats written directly: bring per-catalog counts in step
 
 
 def test_cycle_and_activation_wiring(sqlite_engine: Engine, smtp: SmtpServer) -> None:

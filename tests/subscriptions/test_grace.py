@@ -147,7 +147,7 @@ def test_transitions(name, over, consumed, record, now, new, moves) -> None:
         assert got.ends_at - got.started_at == timedelta(days=terms(**over).grace_days)
 
 
-@pytest.mark.parametrize(("mode", "seat_limit_grace"), [("grace", True), ("tiered", True), ("block", False),
+@pytest.mark.parametrize(("mode", "seat_limit_grace"), [("grace", True), ("tiered", False), ("block", False),
                                                         ("bill", False)])
 def test_overage_modes(mode: str, seat_limit_grace: bool) -> None:
     t = terms(overage=mode)

@@ -1,0 +1,172 @@
+"""The FastAPI application: wiring, security headers, and errors as ``{"error": "..."}``.
+
+``create_app`` is the only entry point; ``licsync serve`` and ``licsync run`` pass it the loaded
+settings and engine. Nothing here knows about seats: endpoints parse, authorize and call the read
+models (``licsync.status``, ``licsync.api.queries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from licsync import __version__
+from licsync.api.auth import ApiError, Authenticator, FailureLimiter
+from licsync.config import Settings
+from licsync.errors import LicsyncError, NotFound, TransientError, truncate
+from licsync.log import get_logger
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+Liveness = Callable[[], tuple[bool, dict[str, Any]]]
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+@dataclass
+class ApiContext:
+    """What every endpoint needs, kept on ``app.state.ctx``."""
+
+    settings: Settings
+    engine: Engine
+    auth: Authenticator
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    liveness: Liveness | None = None  # set by the daemon: is the scheduler's heartbeat fresh?
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): the same security
+    headers on every response, ``Cache-Control: no-store`` on everything but static assets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers[k] = v
+                headers["Cache-Control"] = "public, max-age=3600" if static else "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith("/ui") or request.url.path == "/"
+
+
+def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if _wants_html(request):
+        from licsync.api.pages import render_error
+
+        return render_error(request, status, message, headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    log = get_logger(component="api")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request, exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+        return error_response(request, exc.status_code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(request, 422, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return error_response(request, 404, str(exc))
+
+    @app.exception_handler(TransientError)
+    async def _transient(request: Request, exc: TransientError) -> Response:
+        return error_response(request, 503, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> Response:
+        log.error("database_error", path=request.url.path, error=type(exc.orig).__name__)
+        return error_response(request, 503, "database unavailable", {"Retry-After": "5"})
+
+    @app.exception_handler(LicsyncError)
+    async def _licsync(request: Request, exc: LicsyncError) -> Response:
+        return error_response(request, 400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, error=truncate(str(exc)))
+        return error_response(request, 500, "internal error")
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    liveness: Liveness | None = None,
+    limiter: FailureLimiter | None = None,
+    entra: Any = None,
+) -> FastAPI:
+    """The HTTP API and dashboard. ``clock`` evaluates seat facts (``--now``); credentials are
+    always checked against real time. ``liveness`` makes ``/healthz`` require a fresh heartbeat."""
+    from licsync.api import pages, routes
+    from licsync.api.entra import EntraVerifier
+
+    if entra is None:
+        verifier = EntraVerifier(settings)
+        entra = verifier if verifier.enabled else None
+    app = FastAPI(
+        title="licsync",
+        version=__version__,
+        description="License seat status and launch-time access decisions. `Authorization: Bearer <token>`.",
+        docs_url=None,  # Swagger UI loads scripts from a CDN, which the CSP (rightly) refuses
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ApiContext(
+        settings=settings,
+        engine=engine,
+        auth=Authenticator(entra=entra, limiter=limiter),
+        clock=clock or (lambda: datetime.now(UTC)),
+        liveness=liveness,
+    )
+    app.add_middleware(SecurityHeaders)
+    _install_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
+    return app

@@ -1,0 +1,161 @@
+"""Who is calling: API tokens or Entra ID bearer tokens, and a brake on guessing.
+
+The rules the HTTP layer applies (SPEC §5):
+
+* no credential, or one that does not verify → 401 with ``WWW-Authenticate: Bearer``;
+* a valid credential outside its scope → 403 — including a tenant the caller does not belong to,
+  whether or not that tenant exists, so the API never tells a stranger which tenants it serves;
+* more than ``limit`` failed credentials from one client address within ``window`` seconds → 429
+  with ``Retry-After`` until the window drains, checked *before* the credential, so a guesser
+  learns nothing while blocked.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+from starlette.requests import Request
+
+from licsync import tokens
+from licsync.tokens import Principal
+
+COOKIE = "licsync_token"
+TOUCH_EVERY = 300.0  # seconds between last_used_at writes per token: a write is kept off the hot path
+
+
+class ApiError(Exception):
+    """An error response: status, a message fit for the caller, and headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def unauthorized(message: str = "missing or invalid token", *, invalid: bool = False) -> ApiError:
+    challenge = 'Bearer realm="licsync"' + (', error="invalid_token"' if invalid else "")
+    return ApiError(401, message, {"WWW-Authenticate": challenge})
+
+
+def forbidden(message: str = "this token does not grant access to this resource") -> ApiError:
+    return ApiError(403, message)
+
+
+class FailureLimiter:
+    """Failed authentications per client address in a sliding window (memory-bounded, thread-safe)."""
+
+    def __init__(
+        self,
+        limit: int = 20,
+        window: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.limit, self.window, self.clock, self.max_clients = limit, window, clock, max_clients
+        self._fails: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _prune(self, ip: str, now: float) -> deque[float] | None:
+        q = self._fails.get(ip)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._fails[ip]
+            return None
+        return q
+
+    def retry_after(self, ip: str) -> int | None:
+        """Seconds until this client may try again, or None when it is not blocked."""
+        with self._lock:
+            now = self.clock()
+            q = self._prune(ip, now)
+            if q is None or len(q) < self.limit:
+                return None
+            # Blocked until enough old failures leave the window to drop below the limit.
+            return max(1, math.ceil(q[len(q) - self.limit] + self.window - now))
+
+    def failed(self, ip: str) -> None:
+        with self._lock:
+            now = self.clock()
+            q = self._prune(ip, now) or deque(maxlen=self.limit * 2)
+            q.append(now)
+            self._fails[ip] = q
+            self._fails.move_to_end(ip)
+            while len(self._fails) > self.max_clients:
+                self._fails.popitem(last=False)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def credential_of(request: Request) -> str | None:
+    """The bearer token of the Authorization header, else the dashboard's cookie."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return ""  # present but not a bearer credential: a failure, not an absence
+    return request.cookies.get(COOKIE) or None
+
+
+class Authenticator:
+    """Turns a request's credential into a Principal, or raises the ApiError to answer with."""
+
+    def __init__(self, entra: Any = None, limiter: FailureLimiter | None = None) -> None:
+        self.entra = entra
+        self.limiter = limiter or FailureLimiter()
+        self._touched: dict[str, float] = {}
+        self._touch_lock = threading.Lock()
+
+    def check_blocked(self, request: Request) -> None:
+        wait = self.limiter.retry_after(client_ip(request))
+        if wait is not None:
+            raise ApiError(429, "too many failed authentications from this address; retry later",
+                           {"Retry-After": str(wait)})
+
+    def verify(self, session: Session, raw: str) -> Principal | None:
+        """Check a raw credential: licsync tokens by prefix, anything JWT-shaped with Entra ID."""
+        now = datetime.now(UTC)  # credentials live in real time, even when the API evaluates ``--now``
+        if raw.startswith(tokens.PREFIX):
+            return tokens.authenticate(session, raw, now)
+        if self.entra is not None and raw.count(".") == 2:
+            return self.entra.verify(raw)  # type: ignore[no-any-return]
+        return None
+
+    def principal(self, request: Request, session: Session) -> Principal:
+        self.check_blocked(request)
+        raw = credential_of(request)
+        if raw is None:
+            raise unauthorized()
+        principal = self.verify(session, raw) if raw else None
+        if principal is None:
+            self.limiter.failed(client_ip(request))
+            raise unauthorized("invalid or revoked token", invalid=True)
+        return principal
+
+    def due_touch(self, token_id: str | None) -> bool:
+        """True at most once per TOUCH_EVERY seconds per token (then the caller records the use)."""
+        if token_id is None:
+            return False
+        now = time.monotonic()
+        with self._touch_lock:
+            last = self._touched.get(token_id)
+            if last is not None and now - last < TOUCH_EVERY:
+                return False
+            if len(self._touched) > 10_000:
+                self._touched.clear()
+            self._touched[token_id] = now
+            return True

@@ -1,0 +1,204 @@
+"""The JSON API (SPEC §5), CSV exports, ``/healthz`` and ``/metrics``.
+
+Endpoints are plain ``def``: the database calls block, so Starlette runs them in its thread pool
+and the event loop (shared with the scheduler under ``licsync run``) stays free. Each request uses
+one session for authentication and its read, so the hot path opens one connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from licsync import reconcile, status, tokens
+from licsync.api import queries
+from licsync.api.app import ApiContext
+from licsync.api.auth import forbidden
+from licsync.api.csvout import csv_response
+from licsync.api.metrics import CONTENT_TYPE, render_metrics
+from licsync.db import session_scope
+from licsync.log import get_logger
+from licsync.subscriptions import registry
+from licsync.tokens import Principal
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `licsync token create`, or an Entra ID "
+                    "access token where the tenant enabled it.")
+router = APIRouter()
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(bearer)])
+TenantName = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="The tenant's name in the configuration.")
+
+STATUS_CSV = ("kind", "id", "name", "purchased", "consumed", "available", "usage_pct", "grace_state", "grace_ends_at")
+HOLDERS_CSV = ("user_id", "user_principal_name", "display_name", "seat_since", "seat_reason", "reason_sentence",
+               "account", "catalogs")
+
+
+class AccessDecision(BaseModel):
+    licensed: bool
+    reason: str
+    user_id: str
+    holds_seat: bool
+    since: str | None
+    sentence: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, invalid or revoked token"},
+    403: {"model": ErrorBody, "description": "the token does not grant this tenant or catalog"},
+    429: {"model": ErrorBody, "description": "too many failed authentications from this address"},
+}
+
+
+def ctx_of(request: Request) -> ApiContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def json(data: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+def _touch(ctx: ApiContext, token_id: str) -> None:
+    try:
+        with session_scope(ctx.engine) as s:
+            tokens.touch(s, token_id, datetime.now(UTC))
+    except Exception as exc:  # bookkeeping only: never fail or slow a request for it
+        get_logger(component="api").debug("token_touch_failed", error=type(exc).__name__)
+
+
+@contextmanager
+def authorized(request: Request, allowed: Callable[[Principal], bool]) -> Iterator[tuple[Session, Principal]]:
+    """A session and the caller, who must pass ``allowed`` (else 403; no/bad credential → 401)."""
+    ctx = ctx_of(request)
+    with Session(ctx.engine) as session:
+        principal = ctx.auth.principal(request, session)
+        if not allowed(principal):
+            raise forbidden()
+        if ctx.auth.due_touch(principal.token_id):
+            threading.Thread(target=_touch, args=(ctx, principal.token_id), daemon=True).start()
+        yield session, principal
+
+
+def pool(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
+    """Tenant-wide seat figures and grace, as the status JSON has them (without the catalog list)."""
+    sub = registry.subscription_summary(session, tenant, now)
+    purchased = sub["seats"] if sub["state"] in ("active", "expired") else 0
+    used = reconcile.consumed(session, tenant)
+    return {"subscription": sub, "purchased": purchased, "consumed": used, "available": purchased - used,
+            "overage": max(0, used - purchased), "grace": status.grace_view(session, tenant, now)}
+
+
+@api.get("/tenants/{name}/status", responses=ERRORS, summary="Seat status of a tenant (tenant admins)")
+def tenant_status(request: Request, name: str = TenantName) -> Response:
+    with authorized(request, lambda p: p.is_tenant_admin(name)) as (session, _p):
+        return json(status.tenant_status(session, name, ctx_of(request).clock()))
+
+
+@api.get("/tenants/{name}/catalogs/{catalog_id}/status", responses=ERRORS,
+         summary="Seat status of one catalog (its catalog admins, tenant admins)")
+def catalog_status(request: Request, catalog_id: str, name: str = TenantName) -> Response:
+    with authorized(request, lambda p: p.may_read_catalog(name, catalog_id)) as (session, _p):
+        now = ctx_of(request).clock()
+        out = status.catalog_status(session, name, catalog_id, now)
+        figures = pool(session, name, now)
+        out = out | {"tenant": name, "grace": figures["grace"],
+                     "pool": {k: figures[k] for k in ("purchased", "consumed", "available")}}
+        return json(out)
+
+
+@api.get("/tenants/{name}/access/{user_id}", responses=ERRORS | {200: {"model": AccessDecision}},
+         summary="Is this learner licensed now? (platform tokens, tenant admins)")
+def access(request: Request, user_id: str, name: str = TenantName) -> Response:
+    with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
+        return json(queries.access_decision(session, name, user_id, ctx_of(request).clock()))
+
+
+@api.get("/me", responses=ERRORS, summary="The caller's tenant, role and catalogs")
+def me(request: Request) -> Response:
+    with authorized(request, lambda p: True) as (_s, p):
+        return json({"tenant": p.tenant, "role": p.role, "catalogs": sorted(p.catalogs), "subject": p.subject})
+
+
+def status_rows(session: Session, tenant: str, p: Principal, now: datetime) -> list[dict[str, Any]]:
+    figures = pool(session, tenant, now)
+    purchased, grace = figures["purchased"], figures["grace"]
+
+    def pct(n: int) -> float | str:
+        return round(100.0 * n / purchased, 1) if purchased else ""
+
+    rows: list[dict[str, Any]] = []
+    if p.role == "tenant-admin":
+        rows.append({"kind": "tenant", "id": tenant, "name": tenant, "purchased": purchased,
+                     "consumed": figures["consumed"], "available": figures["available"],
+                     "usage_pct": pct(figures["consumed"]), "grace_state": grace["state"],
+                     "grace_ends_at": grace["ends_at"]})
+    scope = p.catalog_scope()
+    for c in status.catalog_rows(session, tenant):
+        if scope is None or c["id"] in scope:
+            rows.append({"kind": "catalog", "id": c["id"], "name": c["name"], "purchased": purchased,
+                         "consumed": c["consumed"], "available": purchased - c["consumed"],
+                         "usage_pct": pct(c["consumed"]), "grace_state": grace["state"],
+                         "grace_ends_at": grace["ends_at"]})
+    return rows
+
+
+@api.get("/tenants/{name}/export/status.csv", responses=ERRORS, response_class=Response,
+         summary="The status table as CSV (catalog admins: their catalogs)")
+def export_status(request: Request, name: str = TenantName) -> Response:
+    with authorized(request, lambda p: p.may_see_dashboard(name)) as (session, p):
+        rows = status_rows(session, name, p, ctx_of(request).clock())
+    return csv_response(f"{name}-status.csv", STATUS_CSV, rows)
+
+
+@api.get("/tenants/{name}/export/holders.csv", responses=ERRORS, response_class=Response,
+         summary="Seat holders and their reasons as CSV (catalog admins: their catalogs' holders)")
+def export_holders(request: Request, name: str = TenantName) -> Response:
+    with authorized(request, lambda p: p.may_see_dashboard(name)) as (session, p):
+        rows = list(queries.seat_holders(session, name, p.catalog_scope()))
+    return csv_response(f"{name}-seat-holders.csv", HOLDERS_CSV, rows)
+
+
+@router.get("/healthz", summary="200 when the database answers (and, under `run`, the scheduler beats)")
+def healthz(request: Request) -> Response:
+    ctx = ctx_of(request)
+    body: dict[str, Any] = {"status": "ok"}
+    healthy = True
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        body["database"] = "ok"
+    except Exception as exc:
+        healthy, body["database"] = False, f"unavailable ({type(exc).__name__})"
+    if ctx.liveness is not None:
+        ok, detail = ctx.liveness()
+        healthy = healthy and ok
+        body["scheduler"] = detail
+    if not healthy:
+        body["status"] = "unavailable"
+    return json(body, 200 if healthy else 503)
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format 0.0.4)")
+def metrics(request: Request) -> Response:
+    ctx = ctx_of(request)
+    with Session(ctx.engine) as session:
+        body = render_metrics(session, ctx.settings, ctx.clock())
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+router.include_router(api)
+

@@ -1,0 +1,403 @@
+"""``licsync import enrollments``: a CSV export of the LMS, validated whole, applied in one transaction.
+
+Contract (SPEC §5)::
+
+    catalog_id,catalog_name,course_id,course_title,course_status,user_id,user_principal_name,role,enrolled_at,expires_at
+
+* A ``learner`` row is an enrollment and puts the user on the catalog's learner list; an ``admin``
+  row is an admin assignment (``enrollment.role = 'admin'``), not an enrollment.
+* The whole file is checked before anything is written. Every problem names ``line N`` (the header
+  is line 1) and its reason; any problem refuses the file and nothing changes.
+* Without ``replace`` rows are upserted. With ``replace`` the file is the whole truth for the
+  tenant's CSV catalogs: enrollments and admin assignments absent from it are removed, and so are
+  learner-list entries that no learner row supports any more (the CSV carries the learner list
+  only through learner rows, so a user left with no learner row in a catalog leaves its learner
+  list). Catalogs fed by the OData connector (``source = 'odata'``) are refreshed by it each
+  cycle; rows naming them are refused rather than fought over.
+* The affected users are re-planned in the same transaction against the last directory state.
+* Cells are plain data: a cell starting with ``=``, ``+``, ``-`` or ``@`` is stored as written.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
+from licsync.catalogs import (
+    COURSE_STATUSES,
+    ROLES,
+    Applied,
+    CatalogRecord,
+    CatalogSnapshot,
+    CourseRecord,
+    EnrollmentRecord,
+    LearnerRecord,
+    apply_snapshot,
+    parse_instant,
+)
+from licsync.catalogs.bulk import BULK_ROWS, bulk_mode, refresh_planner_stats
+from licsync.config import Settings
+from licsync.db.models import AuditLog, Catalog, Course
+from licsync.errors import InputError
+
+HEADER = (
+    "catalog_id",
+    "catalog_name",
+    "course_id",
+    "course_title",
+    "course_status",
+    "user_id",
+    "user_principal_name",
+    "role",
+    "enrolled_at",
+    "expires_at",
+)
+# The widths of the columns they land in (PostgreSQL enforces them; SQLite would not).
+MAX_LEN = {
+    "catalog_id": 128,
+    "catalog_name": 512,
+    "course_id": 128,
+    "course_title": 512,
+    "user_id": 64,
+    "user_principal_name": 320,
+}
+REQUIRED = ("catalog_id", "course_id", "user_id", "enrolled_at")
+SOURCE = "csv"
+
+
+@dataclass
+class ImportResult:
+    tenant: str
+    file: str
+    replace: bool
+    rows: int = 0
+    applied: Applied = field(default_factory=Applied)
+    seats_taken: int = 0
+    seats_freed: int = 0
+    seats_refused: int = 0
+    frees_held: int = 0
+    hold_id: str | None = None
+    hold_reason: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        a = self.applied
+        return {
+            "tenant": self.tenant,
+            "file": self.file,
+            "replace": self.replace,
+            "rows": self.rows,
+            **a.counts(),
+            "courses_changed": a.courses_changed,
+            "seats_taken": self.seats_taken,
+            "seats_freed": self.seats_freed,
+            "seats_refused": self.seats_refused,
+            "frees_held": self.frees_held,
+            "hold_id": self.hold_id,
+            "hold_reason": self.hold_reason,
+        }
+
+    def line(self) -> str:
+        a = self.applied
+        text = (
+            f"{self.tenant}: imported {self.rows} rows from {self.file}{' (replace)' if self.replace else ''} — "
+            f"enrollments +{a.enrollments_added} −{a.enrollments_removed} ({a.enrollments_updated} updated), "
+            f"admin assignments +{a.admins_added} −{a.admins_removed}, "
+            f"learner lists +{a.learners_added} −{a.learners_removed}, {a.courses_changed} courses changed; "
+            f"{len(a.affected)} users re-planned: seats +{self.seats_taken} −{self.seats_freed}"
+        )
+        if self.seats_refused:
+            text += f" (refused {self.seats_refused})"
+        if self.hold_id:
+            text += f"; {self.frees_held} FREES HELD for approval as {self.hold_id}: {self.hold_reason}"
+        return text
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _show(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
+
+
+def _decode(data: bytes, problems: list[str]) -> str:
+    """UTF-8 (a BOM is accepted); each line with other bytes is a problem, named by number."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and import again")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(
+                f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); "
+                "save the file as UTF-8"
+            )
+    return data.decode("utf-8", errors="replace")
+
+
+def _header(record: list[str]) -> dict[str, int]:
+    names = [c.strip().lstrip("\ufeff").lower() for c in record]
+    problems = []
+    missing = [h for h in HEADER if h not in names]
+    unknown = [n for n in names if n not in HEADER]
+    twice = sorted({n for n in names if n in HEADER and names.count(n) > 1})
+    if missing:
+        problems.append(f"line 1: missing column(s): {', '.join(missing)}")
+    if unknown:
+        problems.append(f"line 1: unknown column(s): {', '.join(_show(u) for u in unknown)}")
+    if twice:
+        problems.append(f"line 1: column(s) given more than once: {', '.join(twice)}")
+    if problems:
+        raise InputError(f"bad header; expected: {','.join(HEADER)}", problems)
+    return {n: i for i, n in enumerate(names)}
+
+
+def _date(raw: str, dates: dict[str, datetime | None]) -> datetime | None:
+    """Parse once per distinct text (exports repeat the same instants a lot); None when unparsable."""
+    try:
+        return dates[raw]
+    except KeyError:
+        try:
+            value = dates[raw] = parse_instant(raw)
+        except ValueError:
+            value = dates[raw] = None
+        return value
+
+
+def _cell_problems(cells: list[str], dates: dict[str, datetime | None]) -> list[str]:
+    """Every reason a row's own cells are wrong (the slow path, for rows the fast checks refused)."""
+    values = dict(zip(HEADER, cells, strict=True))
+    why = ["a cell holds a NUL character"] if any("\x00" in c for c in cells) else []
+    why += [f"{name} is empty" for name in REQUIRED if not values[name]]
+    why += [f"{name} is longer than {limit} characters" for name, limit in MAX_LEN.items() if len(values[name]) > limit]
+    if values["course_status"].lower() not in COURSE_STATUSES:
+        why.append(f"course_status {_show(values['course_status'])} is not one of {', '.join(COURSE_STATUSES)}")
+    if values["role"].lower() not in ROLES:
+        why.append(f"role {_show(values['role'])} is not one of {', '.join(ROLES)}")
+    for name in ("enrolled_at", "expires_at"):
+        if values[name] and _date(values[name], dates) is None:
+            why.append(f"{name} {_show(values[name])} is not an ISO-8601 date or date-time")
+    enrolled, expires = _date(values["enrolled_at"], dates), _date(values["expires_at"], dates)
+    if enrolled is not None and expires is not None and expires < enrolled:
+        why.append(f"expires_at {values['expires_at']} is before enrolled_at {values['enrolled_at']}")
+    return why
+
+
+def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
+    """Validate a whole file; return its snapshot and the number of data rows, or raise InputError."""
+    problems: list[str] = []
+    text = _decode(data, problems)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        first = next(reader, None)
+    except csv.Error as exc:
+        raise InputError("the header line is not valid CSV", [f"line 1: {exc}"]) from None
+    if first is None or not any(c.strip() for c in first):
+        raise InputError("the file is empty: it needs the header line " + ",".join(HEADER))
+    col = _header(first)
+    order = [col[h] for h in HEADER]
+    in_order = order == list(range(len(HEADER)))
+    width = len(first)
+    has_nul = "\x00" in text
+    statuses, roles = frozenset(COURSE_STATUSES), frozenset(ROLES)
+    max_cat, max_name, max_course, max_title, max_user, max_upn = MAX_LEN.values()
+
+    catalogs: dict[str, tuple[str, int]] = {}
+    courses: dict[str, tuple[str, str, str, int]] = {}
+    enrollments: dict[tuple[str, str, str], tuple[datetime, datetime | None, str | None, int]] = {}
+    learners: dict[tuple[str, str], datetime] = {}
+    dates: dict[str, datetime | None] = {"": None}
+    rows = 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"line {line}: not valid CSV: {exc}")
+            continue  # the reader resumes at the next line
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # blank line
+        rows += 1
+        if len(record) != width:
+            problems.append(f"line {line}: expected {width} columns, found {len(record)}")
+            continue
+        cells = [c.strip() for c in record] if in_order else [record[i].strip() for i in order]
+        cat, cat_name, course, title, status, user, upn, role, enrolled_s, expires_s = cells
+        status, role = status.lower(), role.lower()
+        enrolled, expires = _date(enrolled_s, dates), _date(expires_s, dates)
+        good = (
+            cat
+            and course
+            and user
+            and enrolled is not None
+            and (expires is not None or not expires_s)
+            and status in statuses
+            and role in roles
+            and (expires is None or expires >= enrolled)
+            and len(cat) <= max_cat
+            and len(course) <= max_course
+            and len(user) <= max_user
+            and len(cat_name) <= max_name
+            and len(title) <= max_title
+            and len(upn) <= max_upn
+            and not (has_nul and any("\x00" in c for c in cells))
+        )
+        why = [] if good else _cell_problems(cells, dates)
+        if cat:
+            seen_cat = catalogs.setdefault(cat, (cat_name, line))
+            if seen_cat[0] != cat_name:
+                why.append(
+                    f"catalog {_show(cat)} is named {_show(cat_name)} here "
+                    f"but {_show(seen_cat[0])} on line {seen_cat[1]}"
+                )
+        if course:
+            seen_course = courses.setdefault(course, (cat, title, status, line))
+            if seen_course[:3] != (cat, title, status):
+                for i, what, mine in ((0, "catalog", cat), (1, "title", title), (2, "status", status)):
+                    if seen_course[i] != mine:
+                        why.append(
+                            f"course {_show(course)} has {what} {_show(mine)} here "
+                            f"but {_show(seen_course[i])} on line {seen_course[3]}"
+                        )
+        if why:
+            problems.append(f"line {line}: {'; '.join(why)}")
+            continue
+        assert enrolled is not None
+        key = (course, user, role)
+        mine_e = (enrolled, expires, upn or None, line)
+        seen_e = enrollments.setdefault(key, mine_e)
+        if seen_e is not mine_e and seen_e[:3] != mine_e[:3]:
+            problems.append(
+                f"line {line}: user {_show(user)} is given again as {role} of course {_show(course)} "
+                f"with other dates or user_principal_name than on line {seen_e[3]}"
+            )
+            continue
+        if role == "learner":
+            lk = (cat, user)
+            first_at = learners.get(lk)
+            if first_at is None or enrolled < first_at:
+                learners[lk] = enrolled
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
+    snapshot = CatalogSnapshot(
+        catalogs=[CatalogRecord(cid, name) for cid, (name, _) in catalogs.items()],
+        courses=[CourseRecord(cid, c[0], c[1], c[2]) for cid, c in courses.items()],
+        learners=[LearnerRecord(k[0], k[1], at) for k, at in learners.items()],
+        enrollments=[EnrollmentRecord(k[0], k[1], k[2], v[0], v[1], v[2]) for k, v in enrollments.items()],
+    )
+    return snapshot, rows
+
+
+def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> list[str]:
+    """Catalogs and courses in the file that another source (the OData connector) owns."""
+    conn = session.connection()
+    ca, co = Catalog.__table__, Course.__table__  # type: ignore[attr-defined]
+    foreign = {r[0] for r in conn.execute(select(ca.c.id).where(ca.c.tenant == tenant, ca.c.source != SOURCE))}
+    if not foreign:
+        return []
+    problems = [
+        f"catalog {_show(c.id)} is fed by the LMS connector (source odata), not by CSV imports"
+        for c in snap.catalogs
+        if c.id in foreign
+    ]
+    foreign_courses = {
+        r[0]: r[1]
+        for r in conn.execute(
+            select(co.c.id, co.c.catalog_id).where(co.c.tenant == tenant, co.c.catalog_id.in_(foreign))
+        )
+    }
+    problems += [
+        f"course {_show(c.id)} belongs to catalog {_show(foreign_courses[c.id])}, "
+        "fed by the LMS connector (source odata)"
+        for c in snap.courses
+        if c.id in foreign_courses and c.catalog_id not in foreign
+    ]
+    return problems
+
+
+# --------------------------------------------------------------------------- import
+
+
+def import_enrollments(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    path: Path,
+    *,
+    replace: bool,
+    now: datetime,
+    actor: str = "cli",
+) -> ImportResult:
+    """Validate ``path`` whole, apply it, re-plan the affected users, audit — in the caller's transaction."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    with bulk_mode(session):
+        return _import(session, settings, tenant, Path(path), data, replace=replace, now=now, actor=actor)
+
+
+def _import(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    path: Path,
+    data: bytes,
+    *,
+    replace: bool,
+    now: datetime,
+    actor: str,
+) -> ImportResult:
+    from licsync import reconcile
+    from licsync.sync import apply_guarded
+
+    snap, rows = parse_enrollments(data)
+    if replace and rows == 0:
+        raise InputError(
+            f"{path} has no rows: with --replace it would remove every enrollment of tenant {tenant}; refused"
+        )
+    foreign = _foreign_catalogs(session, tenant, snap)
+    if foreign:
+        raise InputError(f"{len(foreign)} problem(s) in the file; nothing was imported", foreign)
+
+    result = ImportResult(tenant=tenant, file=path.name, replace=replace, rows=rows)
+    result.applied = apply_snapshot(session, tenant, snap, now, source=SOURCE, replace=replace)
+    if result.applied.rows_written >= BULK_ROWS:
+        refresh_planner_stats(session)  # the re-plan below joins the tables just filled
+    if result.applied.affected:
+        plan = reconcile.plan_for(session, tenant, sorted(result.applied.affected), now)
+        result.hold_id, result.hold_reason = apply_guarded(session, settings, tenant, plan, now, actor=actor)
+        result.seats_taken, result.seats_refused = len(plan.takes), len(plan.refused)
+        if result.hold_id:
+            result.frees_held = len(plan.frees)
+        else:
+            result.seats_freed = len(plan.frees)
+    session.connection().execute(
+        insert(AuditLog.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "at": now,
+                "tenant": tenant,
+                "actor": actor,
+                "action": "enrollments_imported",
+                "subject": result.file,
+                "detail": result.summary(),
+            }
+        ],
+    )
+    return result

@@ -1,0 +1,89 @@
+"""Business days: a weekend and a holiday calendar, for the overage tiers of ``live_enrollment``. Pure.
+
+Rules, and why:
+
+* Days are UTC calendar days, like every other instant licsync stores. Saturday and Sunday are the
+  weekend; ``holidays`` are whole UTC days given by configuration (``[seats] holidays``).
+* ``add(start, n)`` is the instant ``n`` business days after ``start``: the same time of day on the
+  ``n``-th business day after ``start``'s day. A ``start`` that falls on a weekend or a holiday
+  counts from 00:00 of the next business day (an overage that begins on a Saturday has used no
+  business time by Monday morning).
+* An overage "lasts at most ``n`` business days" while ``now <= add(start, n)``, and lasts more
+  than ``n`` from the first instant after it. ``elapsed`` is the number of whole business days
+  that have passed (the largest ``n`` with ``add(start, n) <= now``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+WEEKEND = frozenset({5, 6})  # Saturday, Sunday (date.weekday())
+_DAY = timedelta(days=1)
+_MAX_SCAN = 3660  # ten years of calendar days: a calendar with no business day is an error, not a hang
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessCalendar:
+    holidays: frozenset[date] = field(default_factory=frozenset)
+    weekend: frozenset[int] = WEEKEND
+
+    @classmethod
+    def from_config(cls, holidays: Iterable[str | date] | None) -> BusinessCalendar:
+        """From ``["2026-12-25", …]``; a value that is not a date raises ValueError naming it."""
+        days: set[date] = set()
+        for h in holidays or ():
+            if isinstance(h, datetime):
+                days.add(h.date())
+            elif isinstance(h, date):
+                days.add(h)
+            else:
+                try:
+                    days.add(date.fromisoformat(str(h).strip()))
+                except ValueError:
+                    raise ValueError(f"holiday {h!r} is not a date (use YYYY-MM-DD)") from None
+        return cls(frozenset(days))
+
+    def is_business_day(self, d: date) -> bool:
+        return d.weekday() not in self.weekend and d not in self.holidays
+
+    def next_business_day(self, d: date) -> date:
+        """The first business day strictly after ``d``."""
+        for _ in range(_MAX_SCAN):
+            d += _DAY
+            if self.is_business_day(d):
+                return d
+        raise ValueError("the business calendar has no business day within ten years")
+
+    def start_of(self, dt: datetime) -> datetime:
+        """``dt`` itself on a business day, else 00:00 UTC of the next business day."""
+        dt = dt.astimezone(UTC)
+        if self.is_business_day(dt.date()):
+            return dt
+        return datetime.combine(self.next_business_day(dt.date()), time(0), UTC)
+
+    def add(self, start: datetime, n: int) -> datetime:
+        """The instant ``n`` business days after ``start`` (see the module doc)."""
+        if n < 0:
+            raise ValueError("n must be ≥ 0")
+        s = self.start_of(start)
+        d = s.date()
+        for _ in range(n):
+            d = self.next_business_day(d)
+        return datetime.combine(d, s.timetz())
+
+    def elapsed(self, start: datetime, now: datetime) -> int:
+        """Whole business days passed since ``start`` as of ``now`` (0 before the first)."""
+        s = self.start_of(start)
+        if now <= s:
+            return 0
+        n = 0
+        d = s.date()
+        end = now.astimezone(UTC)
+        for _ in range((end.date() - d).days + 1):
+            d = self.next_business_day(d)
+            if datetime.combine(d, s.timetz()) > end:
+                break
+            n += 1
+        return n
