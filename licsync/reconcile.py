@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, union, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from licsync.db import BULK_ROWS, analyze
 from licsync.db.models import (
     Activation,
     AuditLog,
@@ -236,6 +237,8 @@ def apply_plan(
     ]
     if audit:
         conn.execute(insert(_AU), audit)
+    if len(p.takes) + len(p.frees) >= BULK_ROWS:
+        analyze(session, "seat")  # the catalog refresh below joins the seats just written
     considered = p.considered_ids or tuple(c.holder for c in p.changes())
     refresh_catalogs(session, tenant, None if considered == FULL else considered)
     snapshot_ledger(session, tenant, now)
@@ -258,6 +261,11 @@ def _counting_catalogs(tenant: str, holders: list[str] | None) -> Any:
     return q if holders is None else q.where(_S.c.holder.in_(holders))
 
 
+def _with_tenant(q: Any, tenant: str) -> Any:
+    """The (catalog, holder) query with the tenant as a third column, for INSERT … SELECT."""
+    return q.add_columns(literal(tenant).label("tenant"))
+
+
 def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | None) -> None:
     """Bring ``seat_catalog`` and ``catalog_count`` up to date for these holders (None: all of them).
 
@@ -268,14 +276,17 @@ def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | Non
     if holders is None:
         conn.execute(delete(_SC).where(_SC.c.tenant == tenant))
         conn.execute(delete(_CC).where(_CC.c.tenant == tenant))
-        rows = [
-            {"tenant": tenant, "catalog_id": c, "holder": h} for c, h in conn.execute(_counting_catalogs(tenant, None))
-        ]
-        for chunk in range(0, len(rows), 10_000):
-            conn.execute(insert(_SC), rows[chunk : chunk + 10_000])
-        counts = Counter(r["catalog_id"] for r in rows)
-        if counts:
-            conn.execute(insert(_CC), [{"tenant": tenant, "catalog_id": c, "consumed": n} for c, n in counts.items()])
+        conn.execute(
+            insert(_SC).from_select(
+                ["catalog_id", "holder", "tenant"], _with_tenant(_counting_catalogs(tenant, None), tenant)
+            )
+        )
+        counts = (
+            select(_SC.c.tenant, _SC.c.catalog_id, func.count())
+            .where(_SC.c.tenant == tenant)
+            .group_by(_SC.c.tenant, _SC.c.catalog_id)
+        )
+        conn.execute(insert(_CC).from_select(["tenant", "catalog_id", "consumed"], counts))
         return
     delta: Counter[str] = Counter()
     for chunk in _chunks(dict.fromkeys(holders)):

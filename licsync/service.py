@@ -62,7 +62,9 @@ def explain_user(session: Session, tenant: str, user_id: str, now: datetime) -> 
     terms = found[1] if found is not None else None
     sub_state = registry.subscription_summary(session, tenant, now)["state"]
     grace = registry.current_grace(session, tenant, now)
-    rank = registry.seat_rank(session, tenant, user_id) if seat is not None else None
+    # The rank (a count over the open seats) matters only while seat-limit grace is enforced.
+    ranked = seat is not None and grace.state == "enforced" and grace.reason == "seat_limit"
+    rank = registry.seat_rank(session, tenant, user_id) if ranked else None
     decision = decide(seat is not None, rank, grace, terms, sub_state, now)
     holder = reconcile.load_holders(session, tenant, [user_id])[0]
     qualifies, why = evaluate(holder)

@@ -52,8 +52,9 @@ from licsync.catalogs import (
     apply_snapshot,
     parse_instant,
 )
-from licsync.catalogs.bulk import BULK_ROWS, bulk_mode, refresh_planner_stats
+from licsync.catalogs.bulk import bulk_mode, refresh_planner_stats
 from licsync.config import Settings, TenantConfig
+from licsync.db import BULK_ROWS
 from licsync.db.models import AuditLog, Catalog
 from licsync.errors import ConfigError, PermanentError, TransientError, truncate
 from licsync.log import get_logger

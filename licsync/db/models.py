@@ -79,7 +79,11 @@ class DirectoryUser(SQLModel, table=True):
     changed_cycle: int | None = Field(default=None)
     seen_cycle: int | None = Field(default=None)
 
-    __table_args__ = (Index("ix_directory_user_tenant_changed", "tenant", "changed_cycle"),)
+    __table_args__ = (
+        Index("ix_directory_user_tenant_changed", "tenant", "changed_cycle"),
+        # Every round settles the soft-deleted against deletedItems: find them without a scan.
+        Index("ix_directory_user_tenant_deleted", "tenant", "deleted"),
+    )
 
 
 class DirectoryChange(SQLModel, table=True):
