@@ -45,21 +45,11 @@ from typing import Any
 
 import orjson
 
+from licsync.catalogs.csv_import import HEADER
 from licsync.graph.emulator_state import Directory
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)  # the benchmarks' "today"
-CSV_HEADER = (
-    "catalog_id",
-    "catalog_name",
-    "course_id",
-    "course_title",
-    "course_status",
-    "user_id",
-    "user_principal_name",
-    "role",
-    "enrolled_at",
-    "expires_at",
-)
+CSV_HEADER = HEADER  # the contract's enrollment CSV header
 CHURN_MIX = (
     ("disable", 0.35),
     ("soft_delete", 0.20),

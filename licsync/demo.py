@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from licsync import db
+from licsync.catalogs.csv_import import HEADER
 from licsync.config import Settings
 
 TENANT = "contoso"
@@ -64,20 +65,7 @@ def write_enrollments(path: Path, user_ids: list[str], upns: dict[str, str], now
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            [
-                "catalog_id",
-                "catalog_name",
-                "course_id",
-                "course_title",
-                "course_status",
-                "user_id",
-                "user_principal_name",
-                "role",
-                "enrolled_at",
-                "expires_at",
-            ]
-        )
+        w.writerow(HEADER)
         courses = [(cid, cname, co, title, st) for cid, cname, cos in CATALOGS for co, title, st in cos]
         for i, uid in enumerate(user_ids):
             if rng.random() < 0.35:
@@ -216,20 +204,17 @@ def _write_config(workdir: Path, settings: Settings, graph: Any) -> Path:
 
 
 def _serve(settings: Settings, engine: Any, now: datetime) -> None:
-    try:
-        from licsync.api import create_app
-        from licsync.tokens import create_token
-    except ImportError:  # pragma: no cover - the API ships with licsync
-        return
     import uvicorn
+
+    from licsync.api import create_app
+    from licsync.tokens import create_token
 
     with db.session_scope(engine) as s:
         token = create_token(s, TENANT, "tenant-admin", [], now, label="demo")
-    url = f"http://{settings.api.listen}/"
+    base = f"http://{settings.api.listen}"
     _say("6. Dashboard")
-    typer.echo(f"   {url}login?token={token}")
-    typer.echo(
-        f"   API: curl -H 'Authorization: Bearer {token}' http://{settings.api.listen}/api/v1/tenants/{TENANT}/status"
-    )
+    typer.echo(f"   {base}/ui/login?token={token}")
+    typer.echo(f"   (or open {base}/ and paste the token: {token})")
+    typer.echo(f"   API: curl -H 'Authorization: Bearer {token}' {base}/api/v1/tenants/{TENANT}/status")
     typer.echo("   Ctrl-C stops the demo.")
     uvicorn.run(create_app(settings, engine), host=settings.api.host, port=settings.api.port, log_level="warning")

@@ -84,7 +84,7 @@ def changed_ids(session: Session, tenant: str, cycle_id: int) -> Iterator[str]:
         yield h
 
 
-def _chunks(ids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+def chunks(ids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
     chunk: list[str] = []
     for i in ids:
         chunk.append(i)
@@ -181,7 +181,7 @@ def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: date
     seen: set[str] = set()
 
     def holders() -> Iterator[Holder]:
-        for chunk in _chunks(source):
+        for chunk in chunks(source):
             fresh = [i for i in chunk if i not in seen]
             seen.update(fresh)
             yield from load_holders(session, tenant, fresh)
@@ -289,7 +289,7 @@ def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | Non
         conn.execute(insert(_CC).from_select(["tenant", "catalog_id", "consumed"], counts))
         return
     delta: Counter[str] = Counter()
-    for chunk in _chunks(dict.fromkeys(holders)):
+    for chunk in chunks(dict.fromkeys(holders)):
         old = conn.execute(
             select(_SC.c.catalog_id, _SC.c.holder).where(_SC.c.tenant == tenant, _SC.c.holder.in_(chunk))
         )

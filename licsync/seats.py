@@ -160,19 +160,28 @@ class Plan:
         return Plan(self.takes, (), self.refused, self.consumed_before, self.considered, self.now, self.considered_ids)
 
 
+def account_reason(account: Account | None) -> Reason | None:
+    """Why this account cannot hold a seat (rule 1 of every directory-based model), or None."""
+    if account is None:
+        return Reason.NOT_IN_DIRECTORY
+    if account.deleted == "hard":
+        return Reason.ACCOUNT_DELETED
+    if account.deleted == "soft":
+        return Reason.ACCOUNT_SOFT_DELETED
+    if account.enabled is False:
+        return Reason.ACCOUNT_DISABLED
+    return None
+
+
 def evaluate(h: Holder) -> tuple[bool, Reason]:
     """Does this holder qualify for a seat under the ``enrollment`` model, and why (not)."""
     if h.activated:
         return True, Reason.ACTIVATED
-    account = h.account
-    if account is None:
+    if h.account is None:
         return False, Reason.DEACTIVATED if h.activated is False else Reason.NOT_IN_DIRECTORY
-    if account.deleted == "hard":
-        return False, Reason.ACCOUNT_DELETED
-    if account.deleted == "soft":
-        return False, Reason.ACCOUNT_SOFT_DELETED
-    if account.enabled is False:
-        return False, Reason.ACCOUNT_DISABLED
+    gone = account_reason(h.account)
+    if gone is not None:
+        return False, gone
     learner = [e for e in h.enrollments if e.role == "learner"]
     if any(e.on_learner_list and e.course_status != "deleted" for e in learner):
         if h.last_release_reason in ACCOUNT_REASONS:

@@ -1,10 +1,5 @@
-"""CSV exports that are safe to open in a spreadsheet.
-
-A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
-Excel and LibreOffice (CSV/formula injection, OWASP): a display name like ``=HYPERLINK(…)`` set in
-the directory would run when an admin opens the export. Such text cells get a leading ``'``, which
-spreadsheets show as text. Numbers are written as numbers (a negative ``available`` stays numeric).
-"""
+"""CSV exports of the API, streamed; every cell made safe to open in a spreadsheet
+(``licsync.csvfiles.safe_cell``: formula-like text gets a leading ``'``, numbers stay numbers)."""
 
 from __future__ import annotations
 
@@ -15,18 +10,7 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
-_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return value
-    text = str(value)
-    return "'" + text if text.startswith(_DANGEROUS) else text
+from licsync.csvfiles import safe_cell
 
 
 def _lines(header: Sequence[str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -34,7 +18,7 @@ def _lines(header: Sequence[str], rows: Iterable[dict[str, Any]]) -> Iterator[st
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([neutralise(row.get(col)) for col in header])
+        writer.writerow([safe_cell(row.get(col)) for col in header])
         if buf.tell() > 16_384:
             yield buf.getvalue()
             buf.seek(0)

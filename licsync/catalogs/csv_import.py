@@ -20,7 +20,6 @@ Contract (SPEC §5)::
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from licsync.catalogs import (
 )
 from licsync.catalogs.bulk import bulk_mode, refresh_planner_stats
 from licsync.config import Settings
+from licsync.csvfiles import check_header, decode, show
 from licsync.db import BULK_ROWS
 from licsync.db.models import AuditLog, Catalog, Course
 from licsync.errors import InputError
@@ -124,46 +124,8 @@ class ImportResult:
 # --------------------------------------------------------------------------- parsing
 
 
-def _show(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
-
-
-def _decode(data: bytes, problems: list[str]) -> str:
-    """UTF-8 (a BOM is accepted); each line with other bytes is a problem, named by number."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputError("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and import again")
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    for n, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(
-                f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); "
-                "save the file as UTF-8"
-            )
-    return data.decode("utf-8", errors="replace")
-
-
 def _header(record: list[str]) -> dict[str, int]:
-    names = [c.strip().lstrip("\ufeff").lower() for c in record]
-    problems = []
-    missing = [h for h in HEADER if h not in names]
-    unknown = [n for n in names if n not in HEADER]
-    twice = sorted({n for n in names if n in HEADER and names.count(n) > 1})
-    if missing:
-        problems.append(f"line 1: missing column(s): {', '.join(missing)}")
-    if unknown:
-        problems.append(f"line 1: unknown column(s): {', '.join(_show(u) for u in unknown)}")
-    if twice:
-        problems.append(f"line 1: column(s) given more than once: {', '.join(twice)}")
-    if problems:
-        raise InputError(f"bad header; expected: {','.join(HEADER)}", problems)
-    return {n: i for i, n in enumerate(names)}
+    return check_header(record, HEADER)
 
 
 def _date(raw: str, dates: dict[str, datetime | None]) -> datetime | None:
@@ -185,12 +147,12 @@ def _cell_problems(cells: list[str], dates: dict[str, datetime | None]) -> list[
     why += [f"{name} is empty" for name in REQUIRED if not values[name]]
     why += [f"{name} is longer than {limit} characters" for name, limit in MAX_LEN.items() if len(values[name]) > limit]
     if values["course_status"].lower() not in COURSE_STATUSES:
-        why.append(f"course_status {_show(values['course_status'])} is not one of {', '.join(COURSE_STATUSES)}")
+        why.append(f"course_status {show(values['course_status'])} is not one of {', '.join(COURSE_STATUSES)}")
     if values["role"].lower() not in ROLES:
-        why.append(f"role {_show(values['role'])} is not one of {', '.join(ROLES)}")
+        why.append(f"role {show(values['role'])} is not one of {', '.join(ROLES)}")
     for name in ("enrolled_at", "expires_at"):
         if values[name] and _date(values[name], dates) is None:
-            why.append(f"{name} {_show(values[name])} is not an ISO-8601 date or date-time")
+            why.append(f"{name} {show(values[name])} is not an ISO-8601 date or date-time")
     enrolled, expires = _date(values["enrolled_at"], dates), _date(values["expires_at"], dates)
     if enrolled is not None and expires is not None and expires < enrolled:
         why.append(f"expires_at {values['expires_at']} is before enrolled_at {values['enrolled_at']}")
@@ -200,7 +162,7 @@ def _cell_problems(cells: list[str], dates: dict[str, datetime | None]) -> list[
 def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
     """Validate a whole file; return its snapshot and the number of data rows, or raise InputError."""
     problems: list[str] = []
-    text = _decode(data, problems)
+    text = decode(data, problems)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         first = next(reader, None)
@@ -263,8 +225,7 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
             seen_cat = catalogs.setdefault(cat, (cat_name, line))
             if seen_cat[0] != cat_name:
                 why.append(
-                    f"catalog {_show(cat)} is named {_show(cat_name)} here "
-                    f"but {_show(seen_cat[0])} on line {seen_cat[1]}"
+                    f"catalog {show(cat)} is named {show(cat_name)} here but {show(seen_cat[0])} on line {seen_cat[1]}"
                 )
         if course:
             seen_course = courses.setdefault(course, (cat, title, status, line))
@@ -272,8 +233,8 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
                 for i, what, mine in ((0, "catalog", cat), (1, "title", title), (2, "status", status)):
                     if seen_course[i] != mine:
                         why.append(
-                            f"course {_show(course)} has {what} {_show(mine)} here "
-                            f"but {_show(seen_course[i])} on line {seen_course[3]}"
+                            f"course {show(course)} has {what} {show(mine)} here "
+                            f"but {show(seen_course[i])} on line {seen_course[3]}"
                         )
         if why:
             problems.append(f"line {line}: {'; '.join(why)}")
@@ -284,7 +245,7 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
         seen_e = enrollments.setdefault(key, mine_e)
         if seen_e is not mine_e and seen_e[:3] != mine_e[:3]:
             problems.append(
-                f"line {line}: user {_show(user)} is given again as {role} of course {_show(course)} "
+                f"line {line}: user {show(user)} is given again as {role} of course {show(course)} "
                 f"with other dates or user_principal_name than on line {seen_e[3]}"
             )
             continue
@@ -312,7 +273,7 @@ def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> l
     if not foreign:
         return []
     problems = [
-        f"catalog {_show(c.id)} is fed by the LMS connector (source odata), not by CSV imports"
+        f"catalog {show(c.id)} is fed by the LMS connector (source odata), not by CSV imports"
         for c in snap.catalogs
         if c.id in foreign
     ]
@@ -323,8 +284,7 @@ def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> l
         )
     }
     problems += [
-        f"course {_show(c.id)} belongs to catalog {_show(foreign_courses[c.id])}, "
-        "fed by the LMS connector (source odata)"
+        f"course {show(c.id)} belongs to catalog {show(foreign_courses[c.id])}, fed by the LMS connector (source odata)"
         for c in snap.courses
         if c.id in foreign_courses and c.catalog_id not in foreign
     ]

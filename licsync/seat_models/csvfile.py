@@ -7,37 +7,24 @@ Cells are data: nothing is evaluated, a cell starting with ``=`` is stored as wr
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from licsync.csvfiles import check_header, decode, safe_cell
 from licsync.errors import InputError
 
 T = TypeVar("T")
 
 
-def show(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
-
-
 def _decode(data: bytes) -> str:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputError("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and import again")
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        problems = []
-        for n, raw in enumerate(data.split(b"\n"), start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X}); save the file as UTF-8")
-        raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems) from None
+    problems: list[str] = []
+    text = decode(data, problems)
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
+    return text
 
 
 def rows(data: bytes, header: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -50,19 +37,8 @@ def rows(data: bytes, header: tuple[str, ...]) -> Iterator[tuple[int, dict[str, 
         raise InputError("the header line is not valid CSV", [f"line 1: {exc}"]) from None
     if first is None or not any(c.strip() for c in first):
         raise InputError("the file is empty: it needs the header line " + ",".join(header))
+    check_header(first, header)
     names = [c.strip().lstrip("\ufeff").lower() for c in first]
-    missing = [h for h in header if h not in names]
-    unknown = [n for n in names if n not in header]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    problems = []
-    if missing:
-        problems.append(f"line 1: missing column(s): {', '.join(missing)}")
-    if unknown:
-        problems.append(f"line 1: unknown column(s): {', '.join(show(u) for u in unknown)}")
-    if twice:
-        problems.append(f"line 1: column(s) given more than once: {', '.join(twice)}")
-    if problems:
-        raise InputError(f"bad header; expected: {','.join(header)}", problems)
     bad: list[str] = []
     while True:
         line = reader.line_num + 1
@@ -103,8 +79,10 @@ def parse_all(
     except InputError as exc:
         if not exc.problems or not problems:
             raise
-        raise InputError(f"{len(problems) + len(exc.problems)} problem(s) in the file; nothing was imported",
-                         sorted(problems + exc.problems, key=_line_no)) from None
+        raise InputError(
+            f"{len(problems) + len(exc.problems)} problem(s) in the file; nothing was imported",
+            sorted(problems + exc.problems, key=_line_no),
+        ) from None
     if problems:
         raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
     return out
@@ -133,21 +111,6 @@ def require(cells: dict[str, str], names: tuple[str, ...], why: list[str]) -> No
     for name in names:
         if not cells.get(name):
             why.append(f"{name} is empty")
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: object) -> object:
-    """A cell safe to open in a spreadsheet: text that starts like a formula gets a leading ``'``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return value
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def to_csv(header: tuple[str, ...] | list[str], records: list[dict[str, object]] | list[list[object]]) -> str:

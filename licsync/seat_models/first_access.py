@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from licsync.csvfiles import show
 from licsync.errors import InputError
-from licsync.seat_models.csvfile import check_len, instant, parse_all, require, show
+from licsync.seat_models.csvfile import check_len, instant, parse_all, require
 
 HEADER = ("activity_id", "user_id", "first_name", "last_name", "email", "content_id", "content_title", "occurred_at")
 REPORT_COLUMNS = ("activity_id", "user_id", "first_name", "last_name", "first_content", "first_access_at")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from licsync.seat_models.reasons import ModelReason
-from licsync.seats import ACCOUNT_REASONS, Account, Plan, Reason, SeatChange
+from licsync.seats import ACCOUNT_REASONS, Account, Plan, Reason, SeatChange, account_reason
 
 DEFAULT_REUSE_LIMIT = 3
 
@@ -115,15 +115,9 @@ class ReuseFigures:
 
 def evaluate(h: LiveHolder, now: datetime) -> tuple[bool, str]:
     """Is this user an active user at ``now``, and why (not)."""
-    account = h.account
-    if account is None:
-        return False, Reason.NOT_IN_DIRECTORY
-    if account.deleted == "hard":
-        return False, Reason.ACCOUNT_DELETED
-    if account.deleted == "soft":
-        return False, Reason.ACCOUNT_SOFT_DELETED
-    if account.enabled is False:
-        return False, Reason.ACCOUNT_DISABLED
+    gone = account_reason(h.account)
+    if gone is not None:
+        return False, gone
     counting = [e for e in h.enrollments if e.counts]
     if any(e.live(now) for e in counting):
         if h.last_release_reason in ACCOUNT_REASONS:

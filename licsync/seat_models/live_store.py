@@ -44,27 +44,20 @@ CHUNK = 2000
 USERS_HEADER = ("user_id", "user_principal_name")
 
 
-def _chunks(ids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for i in ids:
-        chunk.append(i)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 # --------------------------------------------------------------------------- seats and reuses
 
 
 def upgraded_seats(session: Session, tenant: str, subscription_id: str, year_start: datetime) -> int | None:
     """The seats an automatic upgrade moved this license year to, if any."""
-    return session.connection().execute(
-        select(func.max(_UP.c.to_seats)).where(
-            _UP.c.tenant == tenant, _UP.c.subscription_id == subscription_id, _UP.c.year_start == year_start
+    return (
+        session.connection()
+        .execute(
+            select(func.max(_UP.c.to_seats)).where(
+                _UP.c.tenant == tenant, _UP.c.subscription_id == subscription_id, _UP.c.year_start == year_start
+            )
         )
-    ).scalar_one_or_none()
+        .scalar_one_or_none()
+    )
 
 
 def effective_seats(session: Session, tenant: str, terms: Terms) -> int:
@@ -73,9 +66,7 @@ def effective_seats(session: Session, tenant: str, terms: Terms) -> int:
 
 
 def _in_year(terms: Terms) -> Any:
-    return and_(
-        _S.c.acquired_at < terms.ends_at, or_(_S.c.released_at.is_(None), _S.c.released_at > terms.starts_at)
-    )
+    return and_(_S.c.acquired_at < terms.ends_at, or_(_S.c.released_at.is_(None), _S.c.released_at > terms.starts_at))
 
 
 def handed_this_year(session: Session, tenant: str, terms: Terms) -> int:
@@ -85,8 +76,9 @@ def handed_this_year(session: Session, tenant: str, terms: Terms) -> int:
 
 
 def reuse_figures(session: Session, tenant: str, terms: Terms) -> live.ReuseFigures:
-    return live.ReuseFigures(effective_seats(session, tenant, terms), terms.reuse_limit,
-                             handed_this_year(session, tenant, terms))
+    return live.ReuseFigures(
+        effective_seats(session, tenant, terms), terms.reuse_limit, handed_this_year(session, tenant, terms)
+    )
 
 
 # --------------------------------------------------------------------------- facts
@@ -121,8 +113,12 @@ def candidate_ids(session: Session, tenant: str, ids: Iterable[str] | None, now:
     live_now, holding = _live_learners(session, tenant, now), _open_holders(session, tenant)
     out = set(holding ^ live_now)
     if ids is None:
-        out |= holding | {r[0] for r in session.connection().execute(
-            select(_E.c.user_id).distinct().where(_E.c.tenant == tenant, _E.c.role == "learner"))}
+        out |= holding | {
+            r[0]
+            for r in session.connection().execute(
+                select(_E.c.user_id).distinct().where(_E.c.tenant == tenant, _E.c.role == "learner")
+            )
+        }
     else:
         out |= set(ids)
     return sorted(out)
@@ -139,8 +135,15 @@ def load_holders(session: Session, tenant: str, ids: list[str], terms: Terms) ->
     enrollments: dict[str, list[live.LiveEnrollment]] = defaultdict(list)
     first: dict[str, datetime] = {}
     q = (
-        select(_E.c.user_id, _CO.c.catalog_id, _E.c.course_id, _CO.c.status, _L.c.user_id.is_not(None),
-               _E.c.expires_at, _E.c.enrolled_at)
+        select(
+            _E.c.user_id,
+            _CO.c.catalog_id,
+            _E.c.course_id,
+            _CO.c.status,
+            _L.c.user_id.is_not(None),
+            _E.c.expires_at,
+            _E.c.enrolled_at,
+        )
         .select_from(
             _E.join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id)).outerjoin(
                 _L, and_(_L.c.tenant == _E.c.tenant, _L.c.catalog_id == _CO.c.catalog_id, _L.c.user_id == _E.c.user_id)
@@ -152,14 +155,23 @@ def load_holders(session: Session, tenant: str, ids: list[str], terms: Terms) ->
         enrollments[uid].append(live.LiveEnrollment(cat, course, status, bool(on_list), expires))
         if enrolled is not None and (uid not in first or enrolled < first[uid]):
             first[uid] = enrolled
-    holding = {r[0] for r in conn.execute(
-        select(_S.c.holder).where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_(None)))}
-    this_year = {r[0] for r in conn.execute(
-        select(_S.c.holder).distinct().where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _in_year(terms)))}
+    holding = {
+        r[0]
+        for r in conn.execute(
+            select(_S.c.holder).where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_(None))
+        )
+    }
+    this_year = {
+        r[0]
+        for r in conn.execute(
+            select(_S.c.holder).distinct().where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _in_year(terms))
+        )
+    }
     last_release: dict[str, tuple[datetime, str]] = {}
     for holder, released, reason in conn.execute(
         select(_S.c.holder, _S.c.released_at, _S.c.release_reason).where(
-            _S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_not(None))
+            _S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_not(None)
+        )
     ):
         if holder not in last_release or released > last_release[holder][0]:
             last_release[holder] = (released, reason)
@@ -183,11 +195,16 @@ def plan_for(session: Session, tenant: str, terms: Terms, ids: Iterable[str] | N
     lt = live.LiveTerms(effective_seats(session, tenant, terms), terms.overage, terms.reuse_limit)
 
     def holders() -> Iterator[live.LiveHolder]:
-        for chunk in _chunks(source):
+        for chunk in reconcile.chunks(source):
             yield from load_holders(session, tenant, chunk, terms)
 
-    return live.plan(holders(), consumed_before=reconcile.consumed(session, tenant),
-                     handed_this_year=handed_this_year(session, tenant, terms), terms=lt, now=now)
+    return live.plan(
+        holders(),
+        consumed_before=reconcile.consumed(session, tenant),
+        handed_this_year=handed_this_year(session, tenant, terms),
+        terms=lt,
+        now=now,
+    )
 
 
 # --------------------------------------------------------------------------- sync CSV of users
@@ -209,17 +226,29 @@ class UserSyncResult:
     hold_reason: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "file": self.file, "applied": self.applied, "in_file": self.in_file,
-                "known": self.known, "unknown": self.unknown, "deleted": len(self.deleted),
-                "deleted_users": self.deleted[:200], "enrollments_removed": self.enrollments_removed,
-                "seats_freed": self.seats_freed, "frees_held": self.frees_held, "hold_id": self.hold_id,
-                "hold_reason": self.hold_reason}
+        return {
+            "tenant": self.tenant,
+            "file": self.file,
+            "applied": self.applied,
+            "in_file": self.in_file,
+            "known": self.known,
+            "unknown": self.unknown,
+            "deleted": len(self.deleted),
+            "deleted_users": self.deleted[:200],
+            "enrollments_removed": self.enrollments_removed,
+            "seats_freed": self.seats_freed,
+            "frees_held": self.frees_held,
+            "hold_id": self.hold_id,
+            "hold_reason": self.hold_reason,
+        }
 
     def line(self) -> str:
         verb = "deleted" if self.applied else "would delete"
-        text = (f"{self.tenant}: {self.in_file} users in {self.file}, {self.known} known to the platform; "
-                f"{verb} {len(self.deleted)} user(s) not in the file and their {self.enrollments_removed} "
-                f"enrollment(s)")
+        text = (
+            f"{self.tenant}: {self.in_file} users in {self.file}, {self.known} known to the platform; "
+            f"{verb} {len(self.deleted)} user(s) not in the file and their {self.enrollments_removed} "
+            f"enrollment(s)"
+        )
         if self.applied:
             text += f"; seats −{self.seats_freed}"
             if self.hold_id:
@@ -251,13 +280,18 @@ def _csv_courses(tenant: str) -> Any:
 def platform_users(session: Session, tenant: str) -> list[tuple[str, str | None]]:
     """``(user_id, upn)`` of every user with an enrollment or admin assignment in a CSV-fed catalog."""
     courses, _odata = _csv_courses(tenant)
-    q = (select(_E.c.user_id, func.max(_E.c.upn)).where(_E.c.tenant == tenant, _E.c.course_id.in_(courses))
-         .group_by(_E.c.user_id).order_by(_E.c.user_id))
+    q = (
+        select(_E.c.user_id, func.max(_E.c.upn))
+        .where(_E.c.tenant == tenant, _E.c.course_id.in_(courses))
+        .group_by(_E.c.user_id)
+        .order_by(_E.c.user_id)
+    )
     return [(r[0], r[1]) for r in session.connection().execute(q)]
 
 
-def sync_users(session: Session, settings: Settings, tenant: str, path: Path, *, apply: bool, now: datetime,
-               actor: str = "cli") -> UserSyncResult:
+def sync_users(
+    session: Session, settings: Settings, tenant: str, path: Path, *, apply: bool, now: datetime, actor: str = "cli"
+) -> UserSyncResult:
     """Delete the users absent from the file (``apply``), or say who would be deleted."""
     from licsync.seat_models import dispatch
     from licsync.sync import apply_guarded
@@ -270,17 +304,24 @@ def sync_users(session: Session, settings: Settings, tenant: str, path: Path, *,
     if apply and not listed:
         raise InputError(f"{path} lists no users: the sync would delete every user of tenant {tenant}; refused")
     known = {u for u, _ in platform_users(session, tenant)}
-    result = UserSyncResult(tenant, Path(path).name, apply, len(listed), len(known), len(listed - known),
-                            sorted(known - listed))
+    result = UserSyncResult(
+        tenant, Path(path).name, apply, len(listed), len(known), len(listed - known), sorted(known - listed)
+    )
     conn = session.connection()
     courses, odata = _csv_courses(tenant)
-    for chunk in _chunks(result.deleted):
-        result.enrollments_removed += int(conn.execute(select(func.count()).select_from(_E).where(
-            _E.c.tenant == tenant, _E.c.user_id.in_(chunk), _E.c.course_id.in_(courses), _E.c.role == "learner"
-        )).scalar_one())
+    for chunk in reconcile.chunks(result.deleted):
+        result.enrollments_removed += int(
+            conn.execute(
+                select(func.count())
+                .select_from(_E)
+                .where(
+                    _E.c.tenant == tenant, _E.c.user_id.in_(chunk), _E.c.course_id.in_(courses), _E.c.role == "learner"
+                )
+            ).scalar_one()
+        )
     if not apply or not result.deleted:
         return result
-    for chunk in _chunks(result.deleted):
+    for chunk in reconcile.chunks(result.deleted):
         conn.execute(delete(_E).where(_E.c.tenant == tenant, _E.c.user_id.in_(chunk), _E.c.course_id.in_(courses)))
         conn.execute(delete(_L).where(_L.c.tenant == tenant, _L.c.user_id.in_(chunk), _L.c.catalog_id.not_in(odata)))
     p = dispatch.plan_for(session, tenant, result.deleted, now)
@@ -292,7 +333,17 @@ def sync_users(session: Session, settings: Settings, tenant: str, path: Path, *,
     else:
         result.seats_freed = len(p.frees)
     dispatch.after_apply(session, settings, tenant, now)
-    conn.execute(insert(AuditLog.__table__), [{  # type: ignore[attr-defined]
-        "at": now, "tenant": tenant, "actor": actor, "action": "users_synced", "subject": result.file,
-        "detail": result.summary()}])
+    conn.execute(
+        insert(AuditLog.__table__),
+        [
+            {  # type: ignore[attr-defined]
+                "at": now,
+                "tenant": tenant,
+                "actor": actor,
+                "action": "users_synced",
+                "subject": result.file,
+                "detail": result.summary(),
+            }
+        ],
+    )
     return result

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from licsync.csvfiles import show
 from licsync.errors import InputError
-from licsync.seat_models.csvfile import check_len, parse_all, require, show
+from licsync.seat_models.csvfile import check_len, parse_all, require
 
 HEADER = ("org_id", "org_name", "parent_id", "user_limit", "catalog_id")
 REPORT_COLUMNS = ("name", "user_limit", "used", "remaining", "percentage_used")

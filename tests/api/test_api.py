@@ -91,7 +91,7 @@ def test_status_csv(shared: Env) -> None:
 
 
 def test_neutralise() -> None:
-    from licsync.api.csvout import neutralise
+    from licsync.csvfiles import safe_cell as neutralise
 
     for bad in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
         assert neutralise(bad) == "'" + bad
