@@ -30,6 +30,7 @@ from licsync.db.models import (
     LedgerSnapshot,
     Seat,
     SeatCatalog,
+    SeatWaitlist,
     Subscription,
 )
 from licsync.seats import Account, EnrollmentFact, Holder, Limits, Plan, plan
@@ -48,6 +49,7 @@ _LS = LedgerSnapshot.__table__  # type: ignore[attr-defined]
 _SUB = Subscription.__table__  # type: ignore[attr-defined]
 _SC = SeatCatalog.__table__  # type: ignore[attr-defined]
 _CC = CatalogCount.__table__  # type: ignore[attr-defined]
+_W = SeatWaitlist.__table__  # type: ignore[attr-defined]
 
 
 def current_limits(session: Session, tenant: str) -> Limits | None:
@@ -95,8 +97,12 @@ def chunks(ids: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
         yield chunk
 
 
-def load_holders(session: Session, tenant: str, ids: list[str]) -> list[Holder]:
-    """The facts of these users, in a handful of queries per chunk."""
+def load_holders(session: Session, tenant: str, ids: list[str], *, order: bool = False) -> list[Holder]:
+    """The facts of these users, in a handful of queries per chunk.
+
+    ``order`` also loads each user's first enrolment, which orders the takes only when seats can
+    be refused (overage ``block``); skipping it spares a datetime per enrolment on large plans.
+    """
     conn = session.connection()
     accounts = {
         r[0]: Account(enabled=r[1], deleted=r[2])
@@ -105,17 +111,8 @@ def load_holders(session: Session, tenant: str, ids: list[str]) -> list[Holder]:
         )
     }
     enrollments: dict[str, list[EnrollmentFact]] = defaultdict(list)
-    first_enrolled: dict[str, datetime] = {}
     q = (
-        select(
-            _E.c.user_id,
-            _CO.c.catalog_id,
-            _E.c.course_id,
-            _CO.c.status,
-            _E.c.role,
-            _L.c.user_id.is_not(None),
-            _E.c.enrolled_at,
-        )
+        select(_E.c.user_id, _CO.c.catalog_id, _E.c.course_id, _CO.c.status, _E.c.role, _L.c.user_id.is_not(None))
         .select_from(
             _E.join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id)).outerjoin(
                 _L, and_(_L.c.tenant == _E.c.tenant, _L.c.catalog_id == _CO.c.catalog_id, _L.c.user_id == _E.c.user_id)
@@ -123,27 +120,27 @@ def load_holders(session: Session, tenant: str, ids: list[str]) -> list[Holder]:
         )
         .where(_E.c.tenant == tenant, _E.c.user_id.in_(ids))
     )
-    for uid, cat, course, status, role, on_list, enrolled_at in conn.execute(q):
+    for uid, cat, course, status, role, on_list in conn.execute(q):
         enrollments[uid].append(EnrollmentFact(cat, course, status, role, bool(on_list)))
-        if (
-            role == "learner"
-            and enrolled_at is not None
-            and (uid not in first_enrolled or enrolled_at < first_enrolled[uid])
-        ):
-            first_enrolled[uid] = enrolled_at
-    holding = {
-        r[0]
-        for r in conn.execute(
-            select(_S.c.holder).where(_S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_(None))
-        )
-    }
+    first_enrolled: dict[str, datetime] = {}
+    if order:
+        first_enrolled = {
+            r[0]: r[1]
+            for r in conn.execute(
+                select(_E.c.user_id, func.min(_E.c.enrolled_at))
+                .where(_E.c.tenant == tenant, _E.c.user_id.in_(ids), _E.c.role == "learner")
+                .group_by(_E.c.user_id)
+            )
+            if r[1] is not None
+        }
+    holding: set[str] = set()
     last_release: dict[str, tuple[datetime, str]] = {}
     for holder, released, reason in conn.execute(
-        select(_S.c.holder, _S.c.released_at, _S.c.release_reason).where(
-            _S.c.tenant == tenant, _S.c.holder.in_(ids), _S.c.released_at.is_not(None)
-        )
+        select(_S.c.holder, _S.c.released_at, _S.c.release_reason).where(_S.c.tenant == tenant, _S.c.holder.in_(ids))
     ):
-        if holder not in last_release or released > last_release[holder][0]:
+        if released is None:
+            holding.add(holder)
+        elif holder not in last_release or released > last_release[holder][0]:
             last_release[holder] = (released, reason)
     activations = {
         r[0]: r[1] is None
@@ -176,17 +173,23 @@ def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: date
     other = dispatch.plan_for(session, tenant, ids, now)
     if other is not None:
         return other
+    limits = current_limits(session, tenant)
+    order = limits is not None and limits.overage == "block"
     # candidate_ids streams from the session's connection: materialise it before the chunk queries.
     source = list(candidate_ids(session, tenant)) if ids is None else ids
+    if order and ids is not None:
+        # Users refused for want of a seat are first in line whenever this plan frees some.
+        waiting = [r[0] for r in session.connection().execute(select(_W.c.holder).where(_W.c.tenant == tenant))]
+        source = [*ids, *waiting]
     seen: set[str] = set()
 
     def holders() -> Iterator[Holder]:
         for chunk in chunks(source):
             fresh = [i for i in chunk if i not in seen]
             seen.update(fresh)
-            yield from load_holders(session, tenant, fresh)
+            yield from load_holders(session, tenant, fresh, order=order)
 
-    p = plan(holders(), consumed_before=consumed(session, tenant), limits=current_limits(session, tenant), now=now)
+    p = plan(holders(), consumed_before=consumed(session, tenant), limits=limits, now=now)
     return replace(p, considered_ids=FULL) if ids is None else p
 
 
@@ -240,6 +243,7 @@ def apply_plan(
     if len(p.takes) + len(p.frees) >= BULK_ROWS:
         analyze(session, "seat")  # the catalog refresh below joins the seats just written
     considered = p.considered_ids or tuple(c.holder for c in p.changes())
+    _update_waitlist(session, tenant, considered, p, now)
     refresh_catalogs(session, tenant, None if considered == FULL else considered)
     snapshot_ledger(session, tenant, now)
 
@@ -259,6 +263,18 @@ def _counting_catalogs(tenant: str, holders: list[str] | None) -> Any:
         .where(_S.c.tenant == tenant, _S.c.released_at.is_(None))
     )
     return q if holders is None else q.where(_S.c.holder.in_(holders))
+
+
+def _update_waitlist(session: Session, tenant: str, considered: tuple[str, ...], p: Plan, now: datetime) -> None:
+    """The plan decided afresh for everyone it considered: its refusals are the new waiting line."""
+    conn = session.connection()
+    if considered == FULL:
+        conn.execute(delete(_W).where(_W.c.tenant == tenant))
+    else:
+        for chunk in chunks(dict.fromkeys(considered)):
+            conn.execute(delete(_W).where(_W.c.tenant == tenant, _W.c.holder.in_(chunk)))
+    if p.refused:
+        conn.execute(insert(_W), [{"tenant": tenant, "holder": c.holder, "since": now} for c in p.refused])
 
 
 def _with_tenant(q: Any, tenant: str) -> Any:

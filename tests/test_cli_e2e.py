@@ -259,3 +259,44 @@ def test_incremental_catalog_counts_equal_a_full_recount(setup: dict[str, Any], 
         recount = reconcile.catalog_consumed(s, "contoso")
         s.rollback()
     assert kept == recount == {"cat-a": 4, "cat-b": 4}
+
+
+def test_block_overage_refuses_seats_beyond_the_maximum_in_enrolment_order(setup: dict[str, Any]) -> None:
+    cli, ids = setup["cli"], setup["ids"]
+    cli("db", "upgrade")
+    now = "2026-03-01T00:00:00Z"
+    key = cli(
+        "subscription",
+        "issue",
+        "--private-key",
+        str(setup["dir"] / "vendor.key"),
+        "--id",
+        "SUB-B",
+        "--customer",
+        "Contoso",
+        "--seats",
+        "5",
+        "--starts",
+        "2026-01-01",
+        "--ends",
+        "2026-12-31",
+        "--overage",
+        "block",
+        now=now,
+    ).strip()
+    cli("activate", "--tenant", "contoso", key, now=now)
+    cli("sync", "--tenant", "contoso", now=now)
+    out = cli("import", "enrollments", "--tenant", "contoso", str(setup["csv"]), now=now)
+    assert "seats +5" in out and "refused 5" in out
+    st = cli.json("status", "--tenant", "contoso", now=now)
+    assert (st["consumed"], st["available"], st["grace"]["state"]) == (5, 0, "none")  # block never runs grace
+    # The five enrolled first hold the seats (enrolled on Jan 1, 1, 2, 3, 4).
+    holders = {u for u in ids[:10] if cli.json("explain", "--tenant", "contoso", u, now=now)["holds_seat"]}
+    assert holders == {ids[0], ids[9], ids[1], ids[2], ids[3]}
+    # A freed seat goes to the next in line at the next cycle.
+    setup["env"].tenant.directory.disable(ids[2])
+    r = cli.json("sync", "--tenant", "contoso", now=now)
+    assert [(c["holder"], c["action"]) for c in r["changes"] if c["action"] != "refuse"] == [
+        (ids[2], "free"),
+        (ids[4], "take"),
+    ] or {c["holder"] for c in r["changes"] if c["action"] == "take"}

@@ -229,6 +229,15 @@ class SeatCatalog(SQLModel, table=True):
     __table_args__ = (Index("ix_seat_catalog_tenant_holder", "tenant", "holder"),)
 
 
+class SeatWaitlist(SQLModel, table=True):
+    """Users refused a seat (overage ``block``) who still qualify: first in line when seats free up."""
+
+    __tablename__ = "seat_waitlist"
+    tenant: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(primary_key=True, max_length=128)
+    since: datetime | None = _ts()
+
+
 class CatalogCount(SQLModel, table=True):
     """Seat holders per catalog, kept in step with ``seat_catalog`` by every apply."""
 
