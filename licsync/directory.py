@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
+from licsync.db import analyze
 from licsync.db.models import DirectoryChange, DirectoryUser
 from licsync.errors import PermanentError
 
@@ -75,6 +76,8 @@ class DirectoryWriter:
         self.now = now
         self.full = full
         self.counts: Counter[str] = Counter()
+        self.inserted = 0
+        self._next_analyze = 1000
 
     # ------------------------------------------------------------------ pages
 
@@ -153,6 +156,7 @@ class DirectoryWriter:
         conn = self.conn
         if inserts:
             conn.execute(_INSERT, inserts)
+            self._grown(len(inserts))
         if updates:
             conn.execute(_UPDATE, updates)
         if deletes:
@@ -161,6 +165,19 @@ class DirectoryWriter:
             conn.execute(insert(_C), changes)
         if unchanged and self.full:
             conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
+
+    def _grown(self, n: int) -> None:
+        """Refresh the planner's statistics as a first round fills the mirror (at 1k, 10k, 100k rows …).
+
+        The page lookups run inside the round's transaction on a table that was empty when its
+        statistics were last taken; PostgreSQL then scans it whole for every page, which makes a
+        first sync quadratic (measured: 41 s for 50k users, against 3 s for the same round once
+        the mirror is filled). An ANALYZE at each tenfold growth keeps the lookups on the index.
+        """
+        self.inserted += n
+        if self.inserted >= self._next_analyze:
+            analyze(self.session, "directory_user")
+            self._next_analyze *= 10
 
     def _new(self, uid: str, profile: Sequence[Any], deleted: str) -> dict[str, Any]:
         d = dict(zip(PROFILE, profile, strict=True))
