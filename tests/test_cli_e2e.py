@@ -300,3 +300,43 @@ def test_block_overage_refuses_seats_beyond_the_maximum_in_enrolment_order(setup
         (ids[2], "free"),
         (ids[4], "take"),
     ] or {c["holder"] for c in r["changes"] if c["action"] == "take"}
+
+
+def test_every_enrollment_rule_end_to_end(setup: dict[str, Any]) -> None:
+    """The counting rules that need catalog data, through the CLI against the Graph emulator."""
+    cli, ids, tmp = setup["cli"], setup["ids"], setup["dir"]
+    cli("db", "upgrade")
+    cli("sync", "--tenant", "contoso")
+    head = (
+        "catalog_id,catalog_name,course_id,course_title,course_status,user_id,user_principal_name,role,"
+        "enrolled_at,expires_at"
+    )
+
+    def rows(deleted: str = "published", with_u3: bool = True) -> str:
+        out = [
+            head,
+            f"k,K,unpub,Draft,unpublished,{ids[0]},u0@x,learner,2026-01-01T00:00:00Z,",  # unpublished counts
+            f"k,K,pub,Live,published,{ids[1]},u1@x,admin,2026-01-01T00:00:00Z,",  # enrolled admin counts
+            f"k,K,pub,Live,published,{ids[1]},u1@x,learner,2026-01-01T00:00:00Z,",
+            f"k,K,pub,Live,published,{ids[5]},u5@x,admin,2026-01-01T00:00:00Z,",  # admin only: no seat
+            f"k,K,gone,Old,{deleted},{ids[2]},u2@x,learner,2026-01-01T00:00:00Z,",
+        ]
+        if with_u3:
+            out.append(f"k,K,pub,Live,published,{ids[3]},u3@x,learner,2026-01-01T00:00:00Z,")
+        return "\n".join(out) + "\n"
+
+    first = tmp / "first.csv"
+    first.write_text(rows(), encoding="utf-8")
+    cli("import", "enrollments", "--tenant", "contoso", str(first))
+    seat = {u: cli.json("explain", "--tenant", "contoso", u)["holds_seat"] for u in ids[:6]}
+    assert seat == {ids[0]: True, ids[1]: True, ids[2]: True, ids[3]: True, ids[4]: False, ids[5]: False}
+    second = tmp / "second.csv"
+    second.write_text(rows(deleted="deleted", with_u3=False), encoding="utf-8")
+    cli("import", "enrollments", "--tenant", "contoso", str(second), "--replace")
+    assert cli.json("explain", "--tenant", "contoso", ids[2])["freed_reason"] == "course_deleted"
+    assert cli.json("explain", "--tenant", "contoso", ids[3])["freed_reason"] == "last_enrollment_removed"
+    assert cli.json("status", "--tenant", "contoso")["consumed"] == 2
+    # Running the same import again changes nothing; a sync afterwards neither.
+    assert "seats +0 −0" in cli("import", "enrollments", "--tenant", "contoso", str(second), "--replace")
+    r = cli.json("sync", "--tenant", "contoso", "--full")
+    assert r["seats_taken"] == r["seats_freed"] == 0
