@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -25,11 +25,13 @@ from starlette.responses import Response
 from licsync import reconcile, status, tokens
 from licsync.api import queries
 from licsync.api.app import ApiContext
-from licsync.api.auth import forbidden
+from licsync.api.auth import ApiError, forbidden
 from licsync.api.csvout import csv_response
 from licsync.api.metrics import CONTENT_TYPE, render_metrics
 from licsync.db import session_scope
+from licsync.errors import InputError
 from licsync.log import get_logger
+from licsync.seat_models import access_store
 from licsync.subscriptions import registry
 from licsync.tokens import Principal
 
@@ -125,6 +127,30 @@ def catalog_status(request: Request, catalog_id: str, name: str = TenantName) ->
 def access(request: Request, user_id: str, name: str = TenantName) -> Response:
     with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
         return json(queries.access_decision(session, name, user_id, ctx_of(request).clock()))
+
+
+MAX_STATEMENTS = 10_000
+
+
+@api.post("/tenants/{name}/statements", responses=ERRORS,
+          summary="xAPI-style launched/experienced statements (first_access model; platform tokens, tenant admins)")
+def statements(request: Request, body: list[dict[str, Any]] | dict[str, Any] = Body(...),
+               name: str = TenantName) -> Response:
+    """A statement or a list of them; the batch is validated whole and stored whole, or not at all."""
+    batch = body if isinstance(body, list) else [body]
+    if len(batch) > MAX_STATEMENTS:
+        raise ApiError(413, f"at most {MAX_STATEMENTS} statements per request")
+    with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
+        ctx = ctx_of(request)
+        try:
+            result = access_store.ingest_statements(session, name, batch, ctx.clock(), settings=ctx.settings,
+                                                    actor="api")
+        except InputError as exc:
+            session.rollback()
+            detail = "; ".join(str(p) for p in exc.problems[:5])
+            raise ApiError(400, f"{exc}{': ' + detail if detail else ''}") from None
+        session.commit()
+        return json(result.summary())
 
 
 @api.get("/me", responses=ERRORS, summary="The caller's tenant, role and catalogs")
