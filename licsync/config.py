@@ -45,16 +45,29 @@ def parse_duration(value: Any) -> timedelta:
     """``"15m"``, ``"24h"``, ``"90s"``, ``"1d"`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond what a timedelta holds (~2.7 million years), or infinite
+        raise ValueError(f"duration out of range: {value!r}") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration (e.g. 30s, 15m)")
+    return value
+
+
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 class SecretRef(str):
@@ -141,7 +154,7 @@ class TenantConfig(_Section):
     lms_url: str | None = None  # LMS365-style OData API pulled each cycle (optional)
     lms_api_key: SecretReference | None = None
     page_size: int | None = Field(default=None, ge=1, le=999)
-    timeout: Duration = timedelta(seconds=60)
+    timeout: PositiveDuration = timedelta(seconds=60)
     max_retries: int = Field(default=6, ge=0, le=50)
     max_retry_after: Duration = timedelta(minutes=5)
 
@@ -234,8 +247,8 @@ class ApiConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    sync_interval: Duration = timedelta(minutes=15)
-    full_resync_interval: Duration = timedelta(hours=24)
+    sync_interval: PositiveDuration = timedelta(minutes=15)
+    full_resync_interval: PositiveDuration = timedelta(hours=24)
 
 
 class Settings(_Section):
@@ -267,7 +280,10 @@ class Settings(_Section):
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     """Lay ``LICSYNC_SECTION__KEY`` and ``LICSYNC_TENANT__NAME__KEY`` over the file's values."""
-    tenants_by_name = {str(t.get("name", "")).lower(): t for t in data.get("tenant", []) if isinstance(t, dict)}
+    tenants = data.get("tenant")
+    tenants_by_name = {
+        str(t.get("name", "")).lower(): t for t in (tenants if isinstance(tenants, list) else []) if isinstance(t, dict)
+    }
     for key, value in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX) or key == "LICSYNC_CONFIG" or key.startswith("LICSYNC_TEST"):
             continue
@@ -284,7 +300,10 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, A
                 raise ConfigError(f"{key}: no [[tenant]] named {parts[1]!r} in the configuration")
             tenant[parts[2]] = _env_value(value)
         elif parts[0] in SECTIONS and len(parts) == 2:
-            data.setdefault(parts[0], {})[parts[1]] = _env_value(value)
+            section_data = data.setdefault(parts[0], {})
+            if not isinstance(section_data, dict):
+                raise ConfigError(f"{key}: {parts[0]} in the configuration file is not a [{parts[0]}] table")
+            section_data[parts[1]] = _env_value(value)
     return data
 
 
@@ -303,10 +322,12 @@ def _location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     node: Any = data
     for part in loc:
         if isinstance(part, int):
-            name = node[part].get("name") if isinstance(node, list) and part < len(node) else None
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None  # a list of tables, or of anything
             out += f"[{part}]" if not name else f"[{part}:{name}]"
         else:
-            out += f".{part}" if out else str(part)
+            shown = str(part) if str(part).isprintable() else repr(part)  # a key is input: never raw control chars
+            out += f".{shown}" if out else shown
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):

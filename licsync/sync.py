@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,14 +18,15 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from licsync import hooks, reconcile
 from licsync.config import Settings, TenantConfig
-from licsync.db import session_scope
+from licsync.db import BULK_ROWS, analyze, session_scope
 from licsync.db.models import AuditLog, MassFreeHold, SyncCycle, SyncState
 from licsync.directory import CHANGE_KINDS, DirectoryWriter
-from licsync.errors import DeltaTokenExpired, LicsyncError, truncate
+from licsync.errors import DeltaTokenExpired, LicsyncError, TransientError, truncate
 from licsync.log import get_logger
 from licsync.seats import Plan, hold_reason
 
@@ -91,6 +93,11 @@ class CycleResult:
         if self.dry_run:
             text += " [dry run: nothing changed]"
         return text
+
+
+def database_error(exc: OperationalError) -> TransientError:
+    """The database failed under a cycle (a restart, a lock held elsewhere, a full disk): retry later."""
+    return TransientError(f"database error, nothing was applied: {truncate(str(exc.orig), 300)}")
 
 
 def on_graph(link: str, graph_url: str) -> bool:
@@ -222,17 +229,22 @@ async def run_cycle(
     from licsync.graph.client import GraphClient, GraphStats
 
     started = time.monotonic()
-    with Session(engine) as s:
-        st = s.get(SyncState, tenant.name)
-        link = None if (full or st is None) else st.delta_link
-    # A deltaLink that is not on the configured Graph (graph_url changed, a database restored from
-    # elsewhere) can never work, and following it would send the token elsewhere: resync in full.
-    foreign = link is not None and not on_graph(link, tenant.graph_url)
-    if foreign:
-        link = None
-    kind = "delta" if link else "full"
-    # A dry run writes nothing at all, not even its cycle row: its marks use cycle 0 and roll back.
-    cycle_id = DRY_RUN_CYCLE if dry_run else _new_cycle(engine, tenant.name, kind, now)
+    try:
+        with Session(engine) as s:
+            st = s.get(SyncState, tenant.name)
+            link = None if (full or st is None) else st.delta_link
+        # A deltaLink that is not on the configured Graph (graph_url changed, a database restored from
+        # elsewhere) can never work, and following it would send the token elsewhere: resync in full.
+        foreign = link is not None and not on_graph(link, tenant.graph_url)
+        if foreign:
+            link = None
+        kind = "delta" if link else "full"
+        # A dry run writes nothing at all, not even its cycle row: its marks use cycle 0 and roll back.
+        cycle_id = DRY_RUN_CYCLE if dry_run else _new_cycle(engine, tenant.name, kind, now)
+    except OperationalError as exc:  # locked by another process, or away: the cycle could not even start
+        error = database_error(exc)
+        get_logger(tenant=tenant.name).error("cycle_failed", error=str(error), error_type=type(error).__name__)
+        raise error from None
     log = get_logger(tenant=tenant.name, cycle_id=cycle_id)
     stats = GraphStats()
     own_client = client is None
@@ -276,6 +288,14 @@ async def run_cycle(
             failures = _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(str(exc), 500))
             log.error("cycle_failed", error=truncate(str(exc)), error_type=type(exc).__name__, failures=failures)
         raise
+    except OperationalError as exc:  # the database failed under the round, which rolled back whole
+        error = database_error(exc)
+        failures = None
+        if not dry_run:
+            with suppress(DBAPIError):  # still away: the failure cannot be recorded, only logged
+                failures = _record_failure(settings, engine, tenant.name, cycle_id, now, str(error))
+        log.error("cycle_failed", error=str(error), error_type=type(error).__name__, failures=failures)
+        raise error from None
     except BaseException as exc:
         if not dry_run:
             _record_failure(settings, engine, tenant.name, cycle_id, now, truncate(f"{type(exc).__name__}: {exc}", 500))
@@ -318,6 +338,8 @@ async def _round(
             async for ids in graph.deleted_user_ids():
                 deleted_ids.extend(ids)
             writer.finish(deleted_ids)
+            if writer.counts["entries"] >= BULK_ROWS:
+                analyze(session, "directory_user")  # the plan below joins the rows just written
             result.counts = dict(writer.counts)
             ids = None if full else list(reconcile.changed_ids(session, tenant.name, result.cycle_id))
             if lms is not None:

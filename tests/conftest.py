@@ -56,7 +56,7 @@ def pg_schema_url() -> Iterator[str]:
     """A fresh PostgreSQL schema for this test, as a URL whose search_path points at it."""
     base = pg_url_or_skip()
     schema = "t_" + secrets.token_hex(6)
-    admin = create_engine(base)
+    admin = create_engine(base, pool_pre_ping=True)  # survives a server restart during the test
     with admin.begin() as c:
         c.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in base else "?"

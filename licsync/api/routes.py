@@ -132,7 +132,10 @@ def access(request: Request, user_id: str, name: str = TenantName) -> Response:
 MAX_STATEMENTS = 10_000
 
 
-@api.post("/tenants/{name}/statements", responses=ERRORS,
+@api.post("/tenants/{name}/statements", responses=ERRORS | {
+    400: {"model": ErrorBody, "description": "a body that is not JSON, a bad statement, or a tenant whose "
+          "subscription does not count first access; nothing was stored"},
+    413: {"model": ErrorBody, "description": f"more than {MAX_STATEMENTS} statements in one request"}},
           summary="xAPI-style launched/experienced statements (first_access model; platform tokens, tenant admins)")
 def statements(request: Request, body: list[dict[str, Any]] | dict[str, Any] = Body(...),
                name: str = TenantName) -> Response:

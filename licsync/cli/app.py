@@ -93,16 +93,22 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     raise SystemExit(code)
 
 
+def printable(text: str) -> str:
+    """``text`` on one line: control characters that came from input (a line break or a terminal
+    escape in a key name, a cell, a file name) are shown escaped, never interpreted."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every known error becomes one line on stderr and its exit code."""
     try:
         rc = app(args=argv, standalone_mode=False)
     except LicsyncError as exc:
-        msg = str(exc)
+        msg = printable(str(exc))
         problems = getattr(exc, "problems", None) or []
         sys.stderr.write(f"licsync: error: {msg}\n")
         for p in problems[:50]:
-            sys.stderr.write(f"  {p}\n")
+            sys.stderr.write(f"  {printable(str(p))}\n")
         if len(problems) > 50:
             sys.stderr.write(f"  … and {len(problems) - 50} more\n")
         raise SystemExit(exc.exit_code) from None
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(exc.exit_code) from None
         if isinstance(exc, click.exceptions.Abort):
             raise SystemExit(1) from None
-        sys.stderr.write(f"licsync: internal error: {type(exc).__name__}: {exc} (run with --log-level debug)\n")
+        sys.stderr.write(f"licsync: internal error: {type(exc).__name__}: {printable(str(exc))} "
+                         "(run with --log-level debug)\n")
         raise SystemExit(EXIT_FAILURE) from None
     if isinstance(rc, int) and rc != 0:  # typer.Exit(code) comes back as a return value here
         raise SystemExit(rc)

@@ -30,7 +30,9 @@ FIELDS = ("id", "customer", "seats", "starts_at", "ends_at", "policy", "overage"
 
 _ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EARLIEST, _LATEST = datetime(1970, 1, 1), datetime(9000, 1, 1)  # naive UTC bounds of every date in a key
 
 
 class FrozenMap(Mapping[str, Any]):
@@ -132,13 +134,22 @@ class Terms:
         }
 
 
+def _in_range(value: datetime) -> bool:
+    """Within the bounds in UTC, which keeps UTC conversion and date arithmetic from overflowing."""
+    try:
+        utc = value.replace(tzinfo=None) - value.utcoffset()  # type: ignore[operator]
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        return False
+    return _EARLIEST <= utc < _LATEST
+
+
 def _check(t: Terms) -> list[str]:
     """Every rule on terms in one place, so issuing and verifying can never disagree."""
     p: list[str] = []
     if not isinstance(t.id, str) or not _ID.match(t.id):
         p.append("id must be 1-128 printable characters without spaces")
-    if not isinstance(t.customer, str) or len(t.customer) > 256:
-        p.append("customer must be text of at most 256 characters")
+    if not isinstance(t.customer, str) or len(t.customer) > 256 or _CONTROL.search(t.customer):
+        p.append("customer must be text of at most 256 characters, without control characters")
     if not _is_int(t.seats) or not 0 <= t.seats <= 10_000_000:
         p.append(f"seats must be a whole number from 0 to 10,000,000 (got {t.seats!r})")
     dates_ok = True
@@ -146,6 +157,9 @@ def _check(t: Terms) -> list[str]:
         value = getattr(t, name)
         if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
             p.append(f"{name} must be a datetime with a time zone")
+            dates_ok = False
+        elif not _in_range(value):
+            p.append(f"{name} must lie between {_EARLIEST.year} and {_LATEST.year}")
             dates_ok = False
     if dates_ok and t.ends_at <= t.starts_at:
         p.append(f"ends_at ({_iso(t.ends_at)}) must be after starts_at ({_iso(t.starts_at)})")
