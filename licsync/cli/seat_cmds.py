@@ -51,7 +51,10 @@ def sync(
     # The same per-tenant lock as the daemon's cycles: never two cycles of one tenant at once.
     with Locks(engine, f"cli:{socket.gethostname()}:{os.getpid()}").hold(tenant, wait=5.0) as got:
         if not got:
-            raise TransientError(f"another licsync is syncing tenant {tenant} right now; try again when it is done")
+            raise TransientError(
+                f"another licsync is syncing tenant {tenant} right now (or another process holds the "
+                "database locked); try again when it is done"
+            )
         result = asyncio.run(
             sync_once(settings, tcfg, engine, now=c.now(), full=full, dry_run=dry_run, show_progress=not as_json)
         )
