@@ -45,23 +45,31 @@ def catalog_rows(session: Session, tenant: str, catalog_id: str | None = None) -
     return [{"id": c.id, "name": c.name, "consumed": counts.get(c.id, 0)} for c in cats]
 
 
-def tenant_status(session: Session, tenant: str, now: datetime, settings: Settings | None = None) -> dict[str, Any]:
-    """The contract's status JSON (SPEC §5), plus additive keys: grace.days_left, and ``model`` —
-    what the subscription's counting model shows (reuses, tiers, billing, pools)."""
-    from licsync.seat_models import dispatch
-
+def seat_figures(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
+    """The tenant-wide seat pool: subscription, purchased (raised by a tier upgrade), consumed,
+    available, overage and grace — what the status JSON, the API and the dashboard all show."""
     sub = registry.subscription_summary(session, tenant, now)
     limits = reconcile.current_limits(session, tenant)
     purchased = limits.seats if limits is not None and sub["state"] in ("active", "expired") else 0
     used = reconcile.consumed(session, tenant)
     return {
-        "tenant": tenant,
         "subscription": sub,
         "purchased": purchased,
         "consumed": used,
         "available": purchased - used,
         "overage": max(0, used - purchased),
         "grace": grace_view(session, tenant, now),
+    }
+
+
+def tenant_status(session: Session, tenant: str, now: datetime, settings: Settings | None = None) -> dict[str, Any]:
+    """The contract's status JSON (SPEC §5), plus additive keys: grace.days_left, and ``model`` —
+    what the subscription's counting model shows (reuses, tiers, billing, pools)."""
+    from licsync.seat_models import dispatch
+
+    return {
+        "tenant": tenant,
+        **seat_figures(session, tenant, now),
         "catalogs": catalog_rows(session, tenant),
         "model": dispatch.status_block(session, settings, tenant, now),
     }

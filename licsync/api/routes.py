@@ -22,7 +22,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licsync import reconcile, status, tokens
+from licsync import status, tokens
 from licsync.api import queries
 from licsync.api.app import ApiContext
 from licsync.api.auth import ApiError, forbidden
@@ -32,7 +32,6 @@ from licsync.db import session_scope
 from licsync.errors import InputError
 from licsync.log import get_logger
 from licsync.seat_models import access_store
-from licsync.subscriptions import registry
 from licsync.tokens import Principal
 
 bearer = HTTPBearer(auto_error=False, description="An API token from `licsync token create`, or an Entra ID "
@@ -97,11 +96,7 @@ def authorized(request: Request, allowed: Callable[[Principal], bool]) -> Iterat
 
 def pool(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
     """Tenant-wide seat figures and grace, as the status JSON has them (without the catalog list)."""
-    sub = registry.subscription_summary(session, tenant, now)
-    purchased = sub["seats"] if sub["state"] in ("active", "expired") else 0
-    used = reconcile.consumed(session, tenant)
-    return {"subscription": sub, "purchased": purchased, "consumed": used, "available": purchased - used,
-            "overage": max(0, used - purchased), "grace": status.grace_view(session, tenant, now)}
+    return status.seat_figures(session, tenant, now)
 
 
 @api.get("/tenants/{name}/status", responses=ERRORS, summary="Seat status of a tenant (tenant admins)")
