@@ -248,7 +248,7 @@ def apply_plan(
     snapshot_ledger(session, tenant, now)
 
 
-def _counting_catalogs(tenant: str, holders: list[str] | None) -> Any:
+def counting_catalogs(tenant: str, holders: list[str] | None) -> Any:
     """(catalog, holder) of open seats whose holder is counted in that catalog."""
     q = (
         select(_CO.c.catalog_id, _S.c.holder)
@@ -301,7 +301,7 @@ def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | Non
             conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         conn.execute(
             insert(_SC).from_select(
-                ["catalog_id", "holder", "tenant"], _with_tenant(_counting_catalogs(tenant, None), tenant)
+                ["catalog_id", "holder", "tenant"], _with_tenant(counting_catalogs(tenant, None), tenant)
             )
         )
         if postgres:
@@ -319,7 +319,7 @@ def refresh_catalogs(session: Session, tenant: str, holders: Iterable[str] | Non
             select(_SC.c.catalog_id, _SC.c.holder).where(_SC.c.tenant == tenant, _SC.c.holder.in_(chunk))
         )
         old_rows = {(c, h) for c, h in old}
-        new_rows = {(c, h) for c, h in conn.execute(_counting_catalogs(tenant, chunk))}
+        new_rows = {(c, h) for c, h in conn.execute(counting_catalogs(tenant, chunk))}
         gone, came = old_rows - new_rows, new_rows - old_rows
         if gone:
             conn.execute(

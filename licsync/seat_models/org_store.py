@@ -13,9 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlmodel import Session
 
+from licsync import reconcile
 from licsync.db.models import AuditLog, Course, Enrollment, LearnerListEntry, Seat
 from licsync.db.models_seat_models import Organisation, OrgCatalog
 from licsync.errors import InputError
@@ -82,18 +83,7 @@ def load_orgs(session: Session, tenant: str) -> list[org_rules.Org]:
 
 def holders_by_catalog(session: Session, tenant: str, now: datetime) -> dict[str, set[str]]:
     """Per catalog, the seat holders with a live enrollment in it (course not deleted, on the list)."""
-    q = (
-        select(_CO.c.catalog_id, _S.c.holder)
-        .distinct()
-        .select_from(
-            _S.join(_E, and_(_E.c.tenant == _S.c.tenant, _E.c.user_id == _S.c.holder, _E.c.role == "learner"))
-            .join(_CO, and_(_CO.c.tenant == _E.c.tenant, _CO.c.id == _E.c.course_id, _CO.c.status != "deleted"))
-            .join(_L, and_(_L.c.tenant == _E.c.tenant, _L.c.catalog_id == _CO.c.catalog_id,
-                           _L.c.user_id == _E.c.user_id))
-        )
-        .where(_S.c.tenant == tenant, _S.c.released_at.is_(None),
-               or_(_E.c.expires_at.is_(None), _E.c.expires_at > now))
-    )
+    q = reconcile.counting_catalogs(tenant, None).where(or_(_E.c.expires_at.is_(None), _E.c.expires_at > now))
     out: dict[str, set[str]] = defaultdict(set)
     for cat, holder in session.connection().execute(q):
         out[cat].add(holder)
