@@ -94,7 +94,9 @@ def load_figures(session: Session, tenant: str) -> Figures:
     consumed = reconcile.consumed(session, tenant)
     if terms is None:
         return Figures(tenant=tenant, purchased=0, consumed=consumed, catalogs=catalogs)
-    return Figures(tenant=tenant, purchased=terms.seats, consumed=consumed, catalogs=catalogs,
+    limits = reconcile.current_limits(session, tenant)  # the key's seats, or a tier upgrade's
+    purchased = limits.seats if limits is not None else terms.seats
+    return Figures(tenant=tenant, purchased=purchased, consumed=consumed, catalogs=catalogs,
                    subscription_id=terms.id, customer=terms.customer, seats=terms.seats,
                    starts_at=terms.starts_at, ends_at=terms.ends_at, grace_days=terms.grace_days)
 
