@@ -3,7 +3,8 @@
 A round (every page up to the deltaLink, plus the deleted-items listing) is applied in one
 database transaction that also stores the deltaLink, so a round that fails halfway leaves the
 previous mirror and deltaLink untouched. Pages are applied as they arrive, so memory stays
-bounded by a page, whatever the size of the tenant.
+bounded by a page, whatever the size of the tenant. New users and change rows are buffered for
+a few thousand rows and written in bulk (``licsync.db.bulk``): a first sync is mostly inserts.
 
 A full round marks every user it sees (``seen_cycle``) and sweeps the unseen only after the
 enumeration completed: users listed under deletedItems become soft-deleted, the rest are gone
@@ -17,15 +18,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session
 
 from licsync.db import analyze
+from licsync.db.bulk import executemany, insert_rows
 from licsync.db.models import DirectoryChange, DirectoryUser
 from licsync.errors import PermanentError
 
 # The order of UserRow (licsync.graph.client) after ``id`` and ``removed``.
 PROFILE = ("upn", "mail", "display_name", "given_name", "surname", "employee_id", "user_type", "account_enabled")
+
+FLUSH_ROWS = 5000  # buffered inserts (users + change rows) written in one bulk statement
 
 CHANGE_KINDS = ("created", "updated", "disabled", "enabled", "restored", "soft_deleted", "hard_deleted")
 
@@ -33,7 +37,6 @@ _U = DirectoryUser.__table__  # type: ignore[attr-defined]
 _C = DirectoryChange.__table__  # type: ignore[attr-defined]
 _COLUMNS = [_U.c.id, _U.c.deleted, *(_U.c[f] for f in PROFILE)]
 
-_INSERT = insert(_U)
 _UPDATE = (
     update(_U)
     .where(_U.c.tenant == bindparam("t"), _U.c.id == bindparam("b_id"))
@@ -78,6 +81,8 @@ class DirectoryWriter:
         self.counts: Counter[str] = Counter()
         self.inserted = 0
         self._next_analyze = 1000
+        self._inserts: dict[str, dict[str, Any]] = {}  # new users not yet written, by id
+        self._changes: list[dict[str, Any]] = []  # change rows not yet written
 
     # ------------------------------------------------------------------ pages
 
@@ -89,14 +94,16 @@ class DirectoryWriter:
         for row in rows:
             latest[row[0]] = row
         self.counts["entries"] += len(latest)
+        if self._inserts and not self._inserts.keys().isdisjoint(latest):
+            self.flush()  # a user replayed from an earlier page: compare with what is written
         existing = {
             r[0]: r
             for r in self.conn.execute(select(*_COLUMNS).where(_U.c.tenant == self.tenant, _U.c.id.in_(list(latest))))
         }
-        inserts: list[dict[str, Any]] = []
+        inserts = self._inserts
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
-        changes: list[dict[str, Any]] = []
+        changes = self._changes
         unchanged: list[str] = []
         now, cycle = self.now, self.cycle_id
         for uid, row in latest.items():
@@ -106,7 +113,7 @@ class DirectoryWriter:
                 target = "hard" if removed == "deleted" else "soft"
                 if old is None:
                     if target == "soft":  # a user deleted before our first round: remember it exists
-                        inserts.append(self._new(uid, (None,) * len(PROFILE), "soft"))
+                        inserts[uid] = self._new(uid, (None,) * len(PROFILE), "soft")
                         changes.append(self._change(uid, "soft_deleted", None))
                     continue
                 if old[1] == target or old[1] == "hard":
@@ -126,7 +133,7 @@ class DirectoryWriter:
                 continue
             profile = row[2:]
             if old is None:
-                inserts.append(self._new(uid, profile, "none"))
+                inserts[uid] = self._new(uid, profile, "none")
                 changes.append(self._change(uid, "created", None))
                 if profile[-1] is False:
                     self.counts["created_disabled"] += 1
@@ -154,17 +161,25 @@ class DirectoryWriter:
             updates.append(params)
             changes.append(self._change(uid, kind, diff or None))
         conn = self.conn
-        if inserts:
-            conn.execute(_INSERT, inserts)
-            self._grown(len(inserts))
         if updates:
-            conn.execute(_UPDATE, updates)
+            executemany(conn, _UPDATE, updates)
         if deletes:
-            conn.execute(_DELETE_STATE, deletes)
-        if changes:
-            conn.execute(insert(_C), changes)
+            executemany(conn, _DELETE_STATE, deletes)
         if unchanged and self.full:
             conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
+        if len(inserts) + len(changes) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered new users and change rows."""
+        if self._inserts:
+            n = len(self._inserts)
+            insert_rows(self.conn, _U, list(self._inserts.values()))
+            self._inserts.clear()
+            self._grown(n)
+        if self._changes:
+            insert_rows(self.conn, _C, self._changes)
+            self._changes.clear()
 
     def _grown(self, n: int) -> None:
         """Refresh the planner's statistics as a first round fills the mirror (at 1k, 10k, 100k rows …).
@@ -214,6 +229,7 @@ class DirectoryWriter:
         was purged; in a full round, a user the enumeration did not return is soft-deleted when
         listed there and gone for good otherwise.
         """
+        self.flush()
         listed = set(deleted_item_ids)
         conn = self.conn
         q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
@@ -240,15 +256,14 @@ class DirectoryWriter:
             )
             changes.append(self._change(uid, "hard_deleted" if target == "hard" else "soft_deleted", None))
         if moves:
-            conn.execute(_DELETE_STATE, moves)
+            executemany(conn, _DELETE_STATE, moves)
         # Soft-deleted before we ever saw them: remember they exist (restorable), with what we know.
         known = {r[0] for r in conn.execute(select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.id.in_(listed)))}
         unseen = [uid for uid in listed if uid not in known]
         if unseen:
-            conn.execute(_INSERT, [self._new(uid, (None,) * len(PROFILE), "soft") for uid in unseen])
+            insert_rows(conn, _U, [self._new(uid, (None,) * len(PROFILE), "soft") for uid in unseen])
             changes.extend(self._change(uid, "soft_deleted", None) for uid in unseen)
-        if changes:
-            conn.execute(insert(_C), changes)
+        insert_rows(conn, _C, changes)
         self.counts["seen"] = self._distinct_seen()
 
     def _distinct_seen(self) -> int:

@@ -200,6 +200,7 @@ def plan(
     consumed_before: int,
     limits: Limits | None = None,
     now: datetime | None = None,
+    keep_ids: bool = True,
 ) -> Plan:
     """Turn the facts of the holders a cycle touched into the seats to take and free.
 
@@ -207,32 +208,39 @@ def plan(
     ``block`` overage mode can refuse the takes that would go beyond the maximum. Frees are
     counted first; takes are granted in order of first enrollment, then holder id, so the
     same inputs always give the same plan.
+
+    Only the changes are kept, not the holders' facts, so a plan over a whole tenant costs
+    memory in proportion to its seats taken and freed. ``keep_ids=False`` also leaves out
+    ``considered_ids`` (a full reconcile, which considered everyone).
     """
-    takes: list[tuple[Holder, Reason]] = []
+    takes: list[tuple[bool, datetime | None, str, Reason]] = []
     frees: list[SeatChange] = []
     considered: list[str] = []
+    n = 0
     for h in holders:
-        considered.append(h.holder_id)
+        n += 1
+        if keep_ids:
+            considered.append(h.holder_id)
         qualifies, reason = evaluate(h)
         if qualifies and not h.holds_seat:
-            takes.append((h, reason))
+            takes.append((h.first_enrolled_at is None, h.first_enrolled_at or now, h.holder_id, reason))
         elif not qualifies and h.holds_seat:
             frees.append(SeatChange(h.holder_id, "free", reason))
-    takes.sort(key=lambda t: (t[0].first_enrolled_at is None, t[0].first_enrolled_at or now, t[0].holder_id))
+    takes.sort(key=lambda t: t[:3])
     frees.sort(key=lambda c: c.holder)
     granted: list[SeatChange] = []
     refused: list[SeatChange] = []
     room = None
     if limits is not None and limits.overage == "block":
         room = limits.seats - (consumed_before - len(frees))
-    for h, reason in takes:
+    for _unordered, _first, holder, reason in takes:
         if room is not None and room <= 0:
-            refused.append(SeatChange(h.holder_id, "refuse", Reason.SEAT_LIMIT))
+            refused.append(SeatChange(holder, "refuse", Reason.SEAT_LIMIT))
             continue
-        granted.append(SeatChange(h.holder_id, "take", reason))
+        granted.append(SeatChange(holder, "take", reason))
         if room is not None:
             room -= 1
-    return Plan(tuple(granted), tuple(frees), tuple(refused), consumed_before, len(considered), now, tuple(considered))
+    return Plan(tuple(granted), tuple(frees), tuple(refused), consumed_before, n, now, tuple(considered))
 
 
 def hold_reason(plan: Plan, *, threshold: int, fraction: float) -> str | None:
