@@ -38,11 +38,15 @@ HEADERS = [
     "full reconcile s",
     "full reconcile candidates",
     "full sync s",
+    "full sync CPU s",
+    "full sync peak RSS MB",
+    "import s",
+    "import peak RSS MB",
 ]
 
 
 def row(r: dict[str, Any], users: int) -> list[Any]:
-    inc, rec, full = r["incremental"], r.get("full_reconcile"), r.get("full_sync")
+    inc, rec, full, imp = r["incremental"], r.get("full_reconcile"), r.get("full_sync"), r.get("import")
     s = inc["summary"]
     return [
         r["db"],
@@ -59,6 +63,10 @@ def row(r: dict[str, Any], users: int) -> list[Any]:
         rec["wall"] if rec else None,
         f"{rec['considered']:,}" if rec else None,
         full["wall"] if full else None,
+        full["cpu"] if full else None,
+        round(full["rss_peak_mb"]) if full else None,
+        imp["wall"] if imp else None,
+        round(imp["rss_peak_mb"]) if imp else None,
     ]
 
 
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     enrolled_fraction=args.enrolled_fraction,
                 )
                 rows.append(row(r, n))
-                say(f"[{kind}] {n:,} users: churn {r['churn']}")
+                say(f"[{kind}] {n:,} users: churn {r['churn']}; row: {rows[-1]}")
     print(
         H.table(
             HEADERS,

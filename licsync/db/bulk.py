@@ -115,7 +115,12 @@ def _memo(proc: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
         except KeyError:
             out = memo[value] = proc(value)
             return out
-        except TypeError:  # unhashable (JSON)
-            return proc(value)
+        except TypeError:  # unhashable (JSON): keyed by its repr, which tells 1 from 1.0 and key orders apart
+            key = repr(value)
+            try:
+                return memo[key]
+            except KeyError:
+                out = memo[key] = proc(value)
+                return out
 
     return convert
