@@ -34,14 +34,22 @@ def _clock(c: Context) -> Callable[[], datetime] | None:
 
 
 @app.command()
-def serve(ctx: typer.Context) -> None:
+def serve(
+    ctx: typer.Context,
+    loop: Annotated[
+        str, typer.Option("--loop", help="Event loop: auto (uvloop when installed), asyncio or uvloop.")
+    ] = "auto",
+    http: Annotated[
+        str, typer.Option("--http", help="HTTP parser: auto (httptools when installed), h11 or httptools.")
+    ] = "auto",
+) -> None:
     """The HTTP API and dashboard only (on api.listen), until SIGTERM or Ctrl+C."""
     from licsync.daemon import run_api
 
     c = ctx_of(ctx)
     settings, engine = c.settings, c.engine()
     sys.stderr.write(f"licsync: API and dashboard on http://{settings.api.listen}/ (Ctrl+C to stop)\n")
-    raise SystemExit(run_api(settings, engine, clock=_clock(c)))
+    raise SystemExit(run_api(settings, engine, clock=_clock(c), loop=loop, http=http))
 
 
 @app.command()
