@@ -53,6 +53,7 @@ class ApiContext:
     auth: Authenticator
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     liveness: Liveness | None = None  # set by the daemon: is the scheduler's heartbeat fresh?
+    inline_reads: bool = False  # the access check may read on the event loop (SQLite: local, never waits)
 
 
 class SecurityHeaders:
@@ -132,6 +133,18 @@ def _install_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "internal error")
 
 
+def _document_bearer(app: FastAPI, schemes: dict[str, Any]) -> None:
+    """Add the bearer security scheme to the OpenAPI components (the operations name it themselves)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            generate().setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings,
     engine: Engine,
@@ -163,10 +176,13 @@ def create_app(
         auth=Authenticator(entra=entra, limiter=limiter),
         clock=clock or (lambda: datetime.now(UTC)),
         liveness=liveness,
+        inline_reads=engine.dialect.name == "sqlite",
     )
     app.add_middleware(SecurityHeaders)
     _install_handlers(app)
+    app.router.routes.insert(0, routes.ACCESS_ROUTE)
     app.include_router(routes.router)
+    _document_bearer(app, routes.SECURITY_SCHEMES)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

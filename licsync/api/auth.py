@@ -7,7 +7,9 @@ The rules the HTTP layer applies (SPEC §5):
   whether or not that tenant exists, so the API never tells a stranger which tenants it serves;
 * more than ``limit`` failed credentials from one client address within ``window`` seconds → 429
   with ``Retry-After`` until the window drains, checked *before* the credential, so a guesser
-  learns nothing while blocked.
+  learns nothing while blocked;
+* a licsync API token that verified is trusted for ``TOKEN_CACHE_TTL`` (2 s) without reading its
+  row again, so a revocation takes effect within 2 s; failures are never cached.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from licsync.tokens import Principal
 
 COOKIE = "licsync_token"
 TOUCH_EVERY = 300.0  # seconds between last_used_at writes per token: a write is kept off the hot path
+# Seconds a verified licsync API token is trusted without reading its row again. The launch-time
+# check is asked hundreds of times a second with the same platform token; the read was a third of its
+# database work. The price: `licsync token revoke` (another process) takes effect within this many
+# seconds, not at once. Only successes are kept: a bad or revoked token is never served from here.
+TOKEN_CACHE_TTL = 2.0
+TOKEN_CACHE_MAX = 10_000
 
 
 class ApiError(Exception):
@@ -114,11 +122,21 @@ def credential_of(request: Request) -> str | None:
 class Authenticator:
     """Turns a request's credential into a Principal, or raises the ApiError to answer with."""
 
-    def __init__(self, entra: Any = None, limiter: FailureLimiter | None = None) -> None:
+    def __init__(
+        self,
+        entra: Any = None,
+        limiter: FailureLimiter | None = None,
+        *,
+        token_ttl: float = TOKEN_CACHE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.entra = entra
         self.limiter = limiter or FailureLimiter()
+        self.token_ttl, self.clock = token_ttl, clock
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
+        self._verified: dict[str, tuple[float, Principal]] = {}  # token hash → (trusted until, principal)
+        self._verified_lock = threading.Lock()
 
     def check_blocked(self, request: Request) -> None:
         wait = self.limiter.retry_after(client_ip(request))
@@ -130,10 +148,30 @@ class Authenticator:
         """Check a raw credential: licsync tokens by prefix, anything JWT-shaped with Entra ID."""
         now = datetime.now(UTC)  # credentials live in real time, even when the API evaluates ``--now``
         if raw.startswith(tokens.PREFIX):
-            return tokens.authenticate(session, raw, now)
+            return self._api_token(session, raw, now)
         if self.entra is not None and raw.count(".") == 2:
             return self.entra.verify(raw)  # type: ignore[no-any-return]
         return None
+
+    def _api_token(self, session: Session, raw: str, now: datetime) -> Principal | None:
+        """``tokens.authenticate``, its successes kept for ``token_ttl`` seconds (keyed by the token's
+        SHA-256, the same digest the database holds, so no raw secret is kept in memory)."""
+        key = tokens.hash_token(raw)
+        hit = self._verified.get(key)
+        t = self.clock()
+        if hit is not None and hit[0] > t:
+            return hit[1]
+        principal = tokens.authenticate(session, raw, now)
+        with self._verified_lock:
+            if principal is None or self.token_ttl <= 0:
+                self._verified.pop(key, None)
+            else:
+                if len(self._verified) >= TOKEN_CACHE_MAX:
+                    self._verified = {k: v for k, v in self._verified.items() if v[0] > t}
+                    if len(self._verified) >= TOKEN_CACHE_MAX:
+                        self._verified.clear()
+                self._verified[key] = (t + self.token_ttl, principal)
+        return principal
 
     def principal(self, request: Request, session: Session) -> Principal:
         self.check_blocked(request)

@@ -10,10 +10,10 @@ from datetime import timedelta
 from sqlalchemy import create_engine
 
 from licsync import tokens
-from licsync.api.auth import FailureLimiter
+from licsync.api.auth import TOKEN_CACHE_TTL, FailureLimiter
 from licsync.db import session_scope
 from licsync.db.models import OutboxMessage, SyncCycle, SyncState
-from tests.api.conftest import Env, bearer
+from tests.api.conftest import Env, TestClient, bearer
 from tests.api.seed import EVIL_NAME, NOW
 
 T = "/api/v1/tenants"
@@ -134,15 +134,90 @@ def test_openapi_lists_the_contract(shared: Env) -> None:
               "/api/v1/tenants/{name}/access/{user_id}", "/healthz", "/metrics"):
         assert p in doc["paths"], p
     assert any(s.get("scheme") == "bearer" for s in doc["components"]["securitySchemes"].values())
+    for path, ops in doc["paths"].items():  # every API operation names the bearer scheme
+        for op in ops.values():
+            assert (op.get("security") == [{"HTTPBearer": []}]) == path.startswith("/api/v1/"), path
     assert not any(p.startswith("/ui") for p in doc["paths"])
 
 
-def test_revoked_token_is_refused_at_once(fresh: Env) -> None:
+def _frozen_auth(client: TestClient) -> list[float]:
+    """Give the app's authenticator a clock the test moves; returns the clock's cell."""
+    t = [1000.0]
+    client.app.state.ctx.auth.clock = lambda: t[0]  # type: ignore[attr-defined]
+    return t
+
+
+def test_revoked_token_is_refused_within_the_cache_ttl(fresh: Env) -> None:
+    t = _frozen_auth(fresh.client)
+    h = bearer(fresh.tokens["platform"])
+    for path in (f"{T}/contoso/access/u-ann", f"{T}/contoso/status"):
+        assert fresh.client.get(path, headers=h).status_code in (200, 403)
+    with session_scope(fresh.engine) as s:
+        assert tokens.revoke(s, tokens.token_id_of(fresh.tokens["platform"]) or "", NOW)
+    t[0] += TOKEN_CACHE_TTL - 0.01  # still trusted from the last read of its row …
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 200
+    t[0] += 0.02  # … and refused once that read is older than the TTL, on every endpoint
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 401
+    assert fresh.client.get("/api/v1/me", headers=h).status_code == 401
+    t[0] += 60  # a refusal is never cached the other way round either: still 401, from the database
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 401
+
+
+def test_token_cache_ttl_is_two_seconds_and_zero_disables_it(fresh: Env) -> None:
+    assert TOKEN_CACHE_TTL == 2.0  # README and SECURITY state this figure
+    fresh.client.app.state.ctx.auth.token_ttl = 0  # type: ignore[attr-defined]
     h = bearer(fresh.tokens["platform"])
     assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 200
     with session_scope(fresh.engine) as s:
         assert tokens.revoke(s, tokens.token_id_of(fresh.tokens["platform"]) or "", NOW)
     assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 401
+
+
+def test_token_cache_keeps_only_digests_and_only_successes(fresh: Env) -> None:
+    _frozen_auth(fresh.client)
+    auth = fresh.client.app.state.ctx.auth  # type: ignore[attr-defined]
+    good, bad = fresh.tokens["platform"], fresh.tokens["platform"][:-4] + "AAAA"
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=bearer(good)).status_code == 200
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=bearer(bad)).status_code == 401
+    assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=bearer(fresh.tokens["revoked"])).status_code == 401
+    assert list(auth._verified) == [tokens.hash_token(good)]
+    assert all(good not in repr(v) for v in auth._verified.values())
+
+
+def test_access_fast_route_answers_like_the_documented_one(fresh: Env) -> None:
+    """The Starlette route that serves the check, inline (SQLite) or in the thread pool, and the
+    FastAPI route it shadows give the same answers, errors included."""
+    from licsync.api import routes
+
+    app = fresh.client.app
+    assert app.router.routes[0] is routes.ACCESS_ROUTE  # type: ignore[attr-defined]
+    assert app.state.ctx.inline_reads  # type: ignore[attr-defined]
+    h = bearer(fresh.tokens["platform"])
+    forged = bearer("lsy_0123456789abcdef_" + "x" * 43)
+    cases = [(f"{T}/contoso/access/u-ann", h), (f"{T}/contoso/access/nobody", h), (f"{T}/fabrikam/access/u-fay", h),
+             (f"{T}/contoso/access/u-ann", {}), (f"{T}/contoso/access/u-ann", forged),
+             (f"{T}/contoso/access/u-ann", bearer(fresh.tokens["cat_a"])), (f"{T}/-bad/access/u-ann", h),
+             (f"{T}/contoso/access/u%2Fslash", h)]
+
+    def answers() -> list[tuple[int, str, str | None]]:
+        out = []
+        for path, headers in cases:
+            r = fresh.client.get(path, headers=headers)
+            out.append((r.status_code, r.text, r.headers.get("www-authenticate")))
+            assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
+        return out
+
+    inline = answers()
+    app.state.ctx.inline_reads = False  # type: ignore[attr-defined]
+    pooled = answers()
+    app.router.routes.remove(routes.ACCESS_ROUTE)  # type: ignore[attr-defined]
+    try:
+        documented = answers()
+    finally:
+        app.router.routes.insert(0, routes.ACCESS_ROUTE)  # type: ignore[attr-defined]
+    assert inline == pooled == documented
+    assert [c for c, _t, _w in inline] == [200, 200, 403, 401, 401, 403, 422, 404]
+    assert fresh.client.post(f"{T}/contoso/access/u-ann", headers=h).status_code == 405
 
 
 def test_tokens_are_stored_hashed_only(fresh: Env) -> None:

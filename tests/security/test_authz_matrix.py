@@ -86,7 +86,9 @@ def app_routes(routes_: list[object], prefix: str = "") -> set[tuple[str, str]]:
         if hasattr(r, "original_router"):  # FastAPI >= 0.16x keeps included routers as such
             out |= app_routes(r.original_router.routes, prefix + (r.include_context.prefix or ""))
         elif getattr(r, "methods", None):
-            out |= {(m, prefix + r.path) for m in r.methods - {"HEAD"}}  # type: ignore[attr-defined]
+            # path_format: a template with its convertors dropped ({name:licsync_tenant} → {name}), so
+            # the access check's fast Starlette route is the same matrix row as the route it shadows
+            out |= {(m, prefix + getattr(r, "path_format", r.path)) for m in r.methods - {"HEAD"}}  # type: ignore[attr-defined]
         elif hasattr(r, "routes"):  # a router or a mount (static files)
             sub = app_routes(r.routes, prefix + getattr(r, "path", ""))  # type: ignore[attr-defined]
             out |= sub or {("GET", prefix + getattr(r, "path", ""))}
