@@ -164,7 +164,7 @@ def test_revoked_token_is_refused_within_the_cache_ttl(fresh: Env) -> None:
 
 
 def test_token_cache_ttl_is_two_seconds_and_zero_disables_it(fresh: Env) -> None:
-    assert TOKEN_CACHE_TTL == 2.0  # README and SECURITY state this figure
+    assert TOKEN_CACHE_TTL == 2.0  # README.md and SECURITY.md state this figure
     fresh.client.app.state.ctx.auth.token_ttl = 0  # type: ignore[attr-defined]
     h = bearer(fresh.tokens["platform"])
     assert fresh.client.get(f"{T}/contoso/access/u-ann", headers=h).status_code == 200
@@ -337,3 +337,41 @@ def test_healthz_without_database(tmp_path) -> None:  # type: ignore[no-untyped-
         assert r.status_code == 503 and r.json()["database"].startswith("unavailable")
         assert c.get(f"{T}/contoso/status", headers=bearer("lsy_0123456789abcdef_" + "x" * 43)).status_code == 503
     engine.dispose()
+
+
+def test_status_lists_every_catalog_with_its_kept_count(fresh: Env) -> None:
+    """Catalogs without a count row (no holder yet) show 0; the list is ordered by id; one query
+    for the whole list, however many catalogs (a tenant with 1,000 used to cost two 1,000-row
+    queries and 1,000 ORM objects)."""
+    from sqlalchemy import event, insert
+
+    from licsync import status
+    from licsync.db.models import Catalog
+
+    with session_scope(fresh.engine) as s:
+        s.connection().execute(insert(Catalog.__table__), [  # type: ignore[attr-defined]
+            {"tenant": "contoso", "id": f"cat-z{i:03d}", "name": f"Z {i}", "source": "csv"} for i in range(300)])
+    from sqlmodel import Session
+
+    statements: list[str] = []
+
+    def count(_c: object, _k: object, sql: str, *_a: object) -> None:
+        statements.append(sql)
+
+    event.listen(fresh.engine, "before_cursor_execute", count)
+    try:
+        with Session(fresh.engine) as s:
+            rows = status.catalog_rows(s, "contoso")
+            one = status.catalog_rows(s, "contoso", "cat-b")
+    finally:
+        event.remove(fresh.engine, "before_cursor_execute", count)
+    assert [r["id"] for r in rows] == ["cat-a", "cat-b"] + [f"cat-z{i:03d}" for i in range(300)]
+    assert rows[:2] == [{"id": "cat-a", "name": "Sales Academy", "consumed": 3},
+                        {"id": "cat-b", "name": "Safety Training", "consumed": 2}]
+    assert {r["consumed"] for r in rows[2:]} == {0}
+    assert one == [{"id": "cat-b", "name": "Safety Training", "consumed": 2}]
+    assert len(statements) == 2  # one query per call
+    body = fresh.client.get(f"{T}/contoso/status", headers=bearer(fresh.tokens["admin"])).json()
+    assert body["catalogs"] == rows
+    other = fresh.client.get(f"{T}/fabrikam/status", headers=bearer(fresh.tokens["other_admin"])).json()
+    assert other["catalogs"] == [{"id": "cat-f", "name": "Fabrikam Onboarding", "consumed": 1}]
