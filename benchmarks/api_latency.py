@@ -117,11 +117,60 @@ def seed_db(url: str, users: int, catalogs: int) -> Any:
             conn.execute(insert(LearnerListEntry.__table__), ll)  # type: ignore[attr-defined]
             conn.execute(insert(Seat.__table__), st)  # type: ignore[attr-defined]
         reconcile.refresh_catalogs(s, t, None)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as c:
-            c.exec_driver_sql("ANALYZE")  # as autovacuum would, a minute after the load
+    if engine.dialect.name == "postgresql":  # as autovacuum would, a minute after the load
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM ANALYZE")
     db.dispose_all()
     return seeded
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def in_process(url: str, reps: int, users: int) -> list[list[Any]]:
+    """The status read models and the access query called directly, each call in a session of its
+    own as the endpoints do (what they cost without HTTP, authentication and JSON): first call,
+    p50/p99 wall, p50 CPU, SQL statements per call."""
+    from sqlalchemy import event
+    from sqlmodel import Session
+
+    from licsync import db, status
+    from licsync.api import queries
+    from tests.api.seed import NOW
+
+    engine = db.get_engine(url)
+    sql = [0]
+
+    def count(*_a: Any) -> None:
+        sql[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    calls = {
+        "tenant status": lambda s, _i: status.tenant_status(s, "contoso", NOW),
+        "catalog status": lambda s, _i: (status.catalog_status(s, "contoso", "cat-a", NOW),
+                                         status.seat_figures(s, "contoso", NOW)),
+        "access decision": lambda s, i: queries.access_decision(s, "contoso", f"u-x{(i * 7919) % users:05d}", NOW),
+    }
+    rows = []
+    try:
+        for name, fn in calls.items():
+            n = reps * (10 if name == "access decision" else 1)
+            t0 = time.perf_counter()
+            with Session(engine) as s:
+                fn(s, 0)
+            first = (time.perf_counter() - t0) * 1000
+            wall, cpu, sql[0] = [], [], 0
+            for i in range(n):
+                t, c = time.perf_counter(), time.process_time()
+                with Session(engine) as s:
+                    fn(s, i)
+                wall.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.process_time() - c) * 1000)
+            rows.append([name, n, first, pct(wall, 50), pct(wall, 99), pct(cpu, 50), sql[0] / n, load()])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        db.dispose_all()
+    return rows
 
 
 # --------------------------------------------------------------------------- the server
@@ -325,6 +374,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=3.0, help="open-loop mode: unmeasured seconds first")
     ap.add_argument("--endpoints", default=None,
                     help=f"comma-separated, of {', '.join(ENDPOINTS)} (default: all sequential; access open-loop)")
+    ap.add_argument("--in-process", type=int, default=50, metavar="N",
+                    help="first call the status read models N times (access 10N) in-process; 0 skips")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the database (and workdir) afterwards")
     args = ap.parse_args()
@@ -346,6 +397,11 @@ def main() -> int:
         seeded = seed_db(url, args.users, args.catalogs)
         print(f"seeded {args.users:,} seat holders in {max(2, args.catalogs):,} catalogs ({args.db}) "
               f"in {time.perf_counter() - t0:.1f} s")
+        if args.in_process:
+            print(table(["query", "calls", "first ms", "p50 ms", "p99 ms", "CPU p50 ms", "SQL/call", "load"],
+                        in_process(url, args.in_process, max(1, args.users)),
+                        title=f"In-process, a session per call ({args.db}, {args.users:,} seat holders, "
+                              f"{max(2, args.catalogs):,} catalogs)"))
         port = free_port()
         server = start_server(write_config(workdir, url, port), port, workdir)
         try:
