@@ -74,13 +74,14 @@ def test_bench_100k_smoke(tmp_path: Path, db: str) -> None:
 
 def test_api_latency_smoke(tmp_path: Path) -> None:
     """Both modes against ``licsync serve`` in its own process: sequential, and the open loop."""
-    out = run("api_latency.py", "--users", "300", "--catalogs", "12", "--requests", "30", tmp_path=tmp_path)
-    for name in ("access (platform)", "access, no seat", "catalog status", "tenant status"):
+    out = run("api_latency.py", "--users", "300", "--catalogs", "12", "--requests", "30", "--in-process", "3",
+              tmp_path=tmp_path)
+    for name in ("access (platform)", "access, no seat", "catalog status", "tenant status", "access decision"):
         assert name in out
-    assert "12 catalogs" in out
+    assert "12 catalogs" in out and "In-process" in out and "Sequential" in out
     (tmp_path / "rate").mkdir()
     out = run("api_latency.py", "--users", "300", "--rate", "50", "--duration", "1", "--warmup", "0.5",
-              "--endpoints", "access,tenant-status", tmp_path=tmp_path / "rate")
+              "--in-process", "0", "--endpoints", "access,tenant-status", tmp_path=tmp_path / "rate")
     assert "Open loop, 50 req/s" in out and "achieved req/s" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("| access (platform)") or ln.startswith("| tenant status")]
     assert len(rows) == 2
