@@ -3,8 +3,10 @@
 A round (every page up to the deltaLink, plus the deleted-items listing) is applied in one
 database transaction that also stores the deltaLink, so a round that fails halfway leaves the
 previous mirror and deltaLink untouched. Pages are applied as they arrive, so memory stays
-bounded by a page, whatever the size of the tenant. New users and change rows are buffered for
-a few thousand rows and written in bulk (``licsync.db.bulk``): a first sync is mostly inserts.
+bounded by a batch of pages, whatever the size of the tenant. Pages are gathered into batches of
+:data:`BATCH_USERS` users (the same user on two pages of a batch: the later one wins, as it would
+page by page), so each batch costs one lookup of the stored rows and bulk writes
+(``licsync.db.bulk``) — a first sync is mostly inserts.
 
 A full round marks every user it sees (``seen_cycle``) and sweeps the unseen only after the
 enumeration completed: users listed under deletedItems become soft-deleted, the rest are gone
@@ -29,7 +31,7 @@ from licsync.errors import PermanentError
 # The order of UserRow (licsync.graph.client) after ``id`` and ``removed``.
 PROFILE = ("upn", "mail", "display_name", "given_name", "surname", "employee_id", "user_type", "account_enabled")
 
-FLUSH_ROWS = 5000  # buffered inserts (users + change rows) written in one bulk statement
+BATCH_USERS = 2000  # users gathered from pages before they are looked up and written together
 
 CHANGE_KINDS = ("created", "updated", "disabled", "enabled", "restored", "soft_deleted", "hard_deleted")
 
@@ -81,29 +83,32 @@ class DirectoryWriter:
         self.counts: Counter[str] = Counter()
         self.inserted = 0
         self._next_analyze = 1000
-        self._inserts: dict[str, dict[str, Any]] = {}  # new users not yet written, by id
-        self._changes: list[dict[str, Any]] = []  # change rows not yet written
+        self._pending: dict[str, tuple[Any, ...]] = {}  # the batch being gathered, by user id
 
     # ------------------------------------------------------------------ pages
 
     def apply_page(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Upsert one page. The same user may come back on a later page: the last one wins."""
-        if not rows:
-            return
-        latest: dict[str, tuple[Any, ...]] = {}
+        """Upsert one page (in the batch being gathered). The same user may come back on a later
+        page: the last one wins."""
         for row in rows:
-            latest[row[0]] = row
+            self._pending[row[0]] = row
+        if len(self._pending) >= BATCH_USERS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the batch gathered so far."""
+        latest, self._pending = self._pending, {}
+        if not latest:
+            return
         self.counts["entries"] += len(latest)
-        if self._inserts and not self._inserts.keys().isdisjoint(latest):
-            self.flush()  # a user replayed from an earlier page: compare with what is written
         existing = {
             r[0]: r
             for r in self.conn.execute(select(*_COLUMNS).where(_U.c.tenant == self.tenant, _U.c.id.in_(list(latest))))
         }
-        inserts = self._inserts
+        inserts: dict[str, dict[str, Any]] = {}
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
-        changes = self._changes
+        changes: list[dict[str, Any]] = []
         unchanged: list[str] = []
         now, cycle = self.now, self.cycle_id
         for uid, row in latest.items():
@@ -167,19 +172,10 @@ class DirectoryWriter:
             executemany(conn, _DELETE_STATE, deletes)
         if unchanged and self.full:
             conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
-        if len(inserts) + len(changes) >= FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered new users and change rows."""
-        if self._inserts:
-            n = len(self._inserts)
-            insert_rows(self.conn, _U, list(self._inserts.values()))
-            self._inserts.clear()
-            self._grown(n)
-        if self._changes:
-            insert_rows(self.conn, _C, self._changes)
-            self._changes.clear()
+        if inserts:
+            insert_rows(conn, _U, list(inserts.values()))
+            self._grown(len(inserts))
+        insert_rows(conn, _C, changes)
 
     def _grown(self, n: int) -> None:
         """Refresh the planner's statistics as a first round fills the mirror (at 1k, 10k, 100k rows …).
@@ -276,6 +272,7 @@ class DirectoryWriter:
 
     def guard_empty(self) -> None:
         """An empty directory read is an error, never "everyone left"."""
+        self.flush()
         if self.full and self.counts["entries"] == 0:
             known = self.session.exec(  # type: ignore[call-overload]
                 select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.deleted == "none").limit(1)
