@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 
 
 class Reason(StrEnum):
@@ -213,7 +214,8 @@ def plan(
     memory in proportion to its seats taken and freed. ``keep_ids=False`` also leaves out
     ``considered_ids`` (a full reconcile, which considered everyone).
     """
-    takes: list[tuple[bool, datetime | None, str, Reason]] = []
+    takes: list[SeatChange] = []
+    firsts: dict[str, datetime] = {}  # first enrolments, where known: they order the takes
     frees: list[SeatChange] = []
     considered: list[str] = []
     n = 0
@@ -223,23 +225,22 @@ def plan(
             considered.append(h.holder_id)
         qualifies, reason = evaluate(h)
         if qualifies and not h.holds_seat:
-            takes.append((h.first_enrolled_at is None, h.first_enrolled_at or now, h.holder_id, reason))
+            takes.append(SeatChange(h.holder_id, "take", reason))
+            if h.first_enrolled_at is not None:
+                firsts[h.holder_id] = h.first_enrolled_at
         elif not qualifies and h.holds_seat:
             frees.append(SeatChange(h.holder_id, "free", reason))
-    takes.sort(key=lambda t: t[:3])
-    frees.sort(key=lambda c: c.holder)
-    granted: list[SeatChange] = []
+    if firsts:
+        takes.sort(key=lambda c: (c.holder not in firsts, firsts.get(c.holder) or now, c.holder))
+    else:  # nothing to order by but the id: no key tuple per take (a first sync takes most of the tenant)
+        takes.sort(key=attrgetter("holder"))
+    frees.sort(key=attrgetter("holder"))
+    granted: list[SeatChange] | tuple[SeatChange, ...] = takes
     refused: list[SeatChange] = []
-    room = None
     if limits is not None and limits.overage == "block":
         room = limits.seats - (consumed_before - len(frees))
-    for _unordered, _first, holder, reason in takes:
-        if room is not None and room <= 0:
-            refused.append(SeatChange(holder, "refuse", Reason.SEAT_LIMIT))
-            continue
-        granted.append(SeatChange(holder, "take", reason))
-        if room is not None:
-            room -= 1
+        granted = takes[: max(0, room)]
+        refused = [SeatChange(c.holder, "refuse", Reason.SEAT_LIMIT) for c in takes[max(0, room) :]]
     return Plan(tuple(granted), tuple(frees), tuple(refused), consumed_before, n, now, tuple(considered))
 
 
