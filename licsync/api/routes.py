@@ -90,10 +90,12 @@ def _touch(ctx: ApiContext, token_id: str) -> None:
 
 
 @contextmanager
-def authorized(request: Request, allowed: Callable[[Principal], bool]) -> Iterator[tuple[Session, Principal]]:
-    """A session and the caller, who must pass ``allowed`` (else 403; no/bad credential → 401)."""
+def authorized(request: Request, allowed: Callable[[Principal], bool], *,
+               readonly: bool = False) -> Iterator[tuple[Session, Principal]]:
+    """A session and the caller, who must pass ``allowed`` (else 403; no/bad credential → 401).
+    ``readonly``: the session of an endpoint that only reads (``ApiContext.reads``)."""
     ctx = ctx_of(request)
-    with Session(ctx.engine) as session:
+    with Session((ctx.reads or ctx.engine) if readonly else ctx.engine) as session:
         principal = ctx.auth.principal(request, session)
         if not allowed(principal):
             raise forbidden()
@@ -109,14 +111,14 @@ def pool(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
 
 @api.get("/tenants/{name}/status", responses=ERRORS, summary="Seat status of a tenant (tenant admins)")
 def tenant_status(request: Request, name: str = TenantName) -> Response:
-    with authorized(request, lambda p: p.is_tenant_admin(name)) as (session, _p):
+    with authorized(request, lambda p: p.is_tenant_admin(name), readonly=True) as (session, _p):
         return json(status.tenant_status(session, name, ctx_of(request).clock()))
 
 
 @api.get("/tenants/{name}/catalogs/{catalog_id}/status", responses=ERRORS,
          summary="Seat status of one catalog (its catalog admins, tenant admins)")
 def catalog_status(request: Request, catalog_id: str, name: str = TenantName) -> Response:
-    with authorized(request, lambda p: p.may_read_catalog(name, catalog_id)) as (session, _p):
+    with authorized(request, lambda p: p.may_read_catalog(name, catalog_id), readonly=True) as (session, _p):
         now = ctx_of(request).clock()
         out = status.catalog_status(session, name, catalog_id, now)
         figures = pool(session, name, now)
@@ -132,7 +134,7 @@ def access(request: Request, user_id: str, name: str = TenantName) -> Response:
 
 
 def _access(request: Request, name: str, user_id: str) -> Response:
-    with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
+    with authorized(request, lambda p: p.may_decide_access(name), readonly=True) as (session, _p):
         return json(queries.access_decision(session, name, user_id, ctx_of(request).clock()))
 
 
