@@ -86,3 +86,9 @@ def test_api_latency_smoke(tmp_path: Path) -> None:
     rows = [ln for ln in out.splitlines() if ln.startswith("| access (platform)") or ln.startswith("| tenant status")]
     assert len(rows) == 2
     assert all(ln.split("|")[5].strip() == "0" for ln in rows), rows  # no errors
+
+
+def test_bench_import_smoke(tmp_path: Path) -> None:
+    out = run("bench_import.py", "--users", "300", "--db", "sqlite", tmp_path=tmp_path)
+    for step in ("first import", "same file again", "~1 % changed"):
+        assert step in out

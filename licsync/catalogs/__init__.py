@@ -4,9 +4,15 @@ A source (the CSV import, the LMS365-style OData connector) produces a :class:`C
 — plain, immutable records with no connection open. :func:`apply_snapshot` is the one writer: it
 diffs the snapshot against the tenant's rows in the caller's session (so it shares the caller's
 transaction) and returns the changes, among them the ids of the users whose seat facts changed
-(enrollments, learner-list membership, or the status/catalog of a course they are enrolled in).
-The caller re-plans exactly those users with ``licsync.reconcile.plan_for`` — reconciling is
-incremental: the work is proportional to the users that changed, not to the tenant.
+(enrollments, learner-list membership, or the status/catalog of a course they are enrolled in),
+as sorted :class:`UserIds`. The caller re-plans exactly those users with
+``licsync.reconcile.plan_for`` — reconciling is incremental: the work is proportional to the users
+that changed, not to the tenant.
+
+Enrollments and learner lists are diffed in the database, not in Python (``licsync.catalogs.store``
+and ``.staging``): a snapshot's are loaded into temporary tables first. The CSV import, whose files
+can hold millions of rows, streams its rows into those tables as it validates them and hands the
+writer only the file's catalogs and courses, so its memory does not grow with the file.
 
 Ownership: every catalog row has a ``source`` (``csv`` or ``odata``). Applying a snapshot with
 ``replace=True`` makes it the whole truth for the catalogs that source owns (those it names, and
@@ -16,9 +22,12 @@ Catalogs owned by another source are never touched by a replace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -103,11 +112,54 @@ class CatalogSource(Protocol):
     def snapshot(self) -> CatalogSnapshot: ...
 
 
+class UserIds(AbstractSet[str]):
+    """Distinct user ids in sorted order: a set to test and compare, a tuple in memory.
+
+    A first import can affect every user of a large tenant; as a tuple a million ids cost 8 MB
+    beyond the strings, which the re-plan holds anyway, where a ``set`` would add 30–60 MB.
+    Set operations (``|``, ``&``, ``-``) give a plain ``set``.
+    """
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._ids: tuple[str, ...] = tuple(sorted(set(ids)))
+
+    @classmethod
+    def from_sorted(cls, ids: Iterable[str]) -> UserIds:
+        """From ids already distinct and sorted (a database read with ORDER BY); checked, sorted if not."""
+        out = cls.__new__(cls)
+        items = tuple(ids)
+        in_order = all(a < b for a, b in pairwise(items))
+        out._ids = items if in_order else tuple(sorted(set(items)))
+        return out
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[str]) -> set[str]:
+        return set(it)
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        i = bisect_left(self._ids, value)
+        return i < len(self._ids) and self._ids[i] == value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(i) for i in self._ids[:5])
+        return f"UserIds({len(self._ids)}: {head}{', …' if len(self._ids) > 5 else ''})"
+
+
 @dataclass
 class Applied:
-    """What :func:`apply_snapshot` changed. ``affected`` are the users to re-plan."""
+    """What :func:`apply_snapshot` changed. ``affected`` are the users to re-plan, in sorted order."""
 
-    affected: set[str] = field(default_factory=set)
+    affected: UserIds = field(default_factory=UserIds)
     catalogs_added: int = 0
     catalogs_updated: int = 0
     courses_added: int = 0
@@ -211,6 +263,7 @@ __all__ = [
     "CourseRecord",
     "EnrollmentRecord",
     "LearnerRecord",
+    "UserIds",
     "apply_snapshot",
     "parse_instant",
 ]

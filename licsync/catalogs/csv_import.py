@@ -16,16 +16,24 @@ Contract (SPEC §5)::
   cycle; rows naming them are refused rather than fought over.
 * The affected users are re-planned in the same transaction against the last directory state.
 * Cells are plain data: a cell starting with ``=``, ``+``, ``-`` or ``@`` is stored as written.
+
+Memory does not grow with the file: it is read once, line by line; each valid row goes straight to
+a staging table (:mod:`licsync.catalogs.staging`) and only the problems and the catalogs and
+courses (a few thousand) stay in Python. Repeated rows are checked in SQL once the file is read,
+and the same writer as every other source (:func:`licsync.catalogs.store.apply_staged`) diffs the
+staged rows against the tenant's, all in the caller's one transaction.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import insert, select
 from sqlmodel import Session
@@ -37,14 +45,13 @@ from licsync.catalogs import (
     CatalogRecord,
     CatalogSnapshot,
     CourseRecord,
-    EnrollmentRecord,
-    LearnerRecord,
-    apply_snapshot,
     parse_instant,
 )
 from licsync.catalogs.bulk import bulk_mode, refresh_planner_stats
+from licsync.catalogs.staging import Staging, staging
+from licsync.catalogs.store import Known, apply_staged
 from licsync.config import Settings
-from licsync.csvfiles import check_header, decode, show
+from licsync.csvfiles import check_header, show
 from licsync.db import BULK_ROWS
 from licsync.db.models import AuditLog, Catalog, Course
 from licsync.errors import InputError
@@ -121,7 +128,10 @@ class ImportResult:
         return text
 
 
-# --------------------------------------------------------------------------- parsing
+# --------------------------------------------------------------------------- reading
+
+BLOCK = 256 * 1024  # bytes read at a time (then up to the end of the line); StringIO holds 4 bytes a character
+MAX_DATES = 100_000  # distinct date texts remembered while reading
 
 
 def _header(record: list[str]) -> dict[str, int]:
@@ -133,6 +143,9 @@ def _date(raw: str, dates: dict[str, datetime | None]) -> datetime | None:
     try:
         return dates[raw]
     except KeyError:
+        if len(dates) >= MAX_DATES:  # an export with an instant per row: start again rather than grow
+            dates.clear()
+            dates[""] = None
         try:
             value = dates[raw] = parse_instant(raw)
         except ValueError:
@@ -159,11 +172,77 @@ def _cell_problems(cells: list[str], dates: dict[str, datetime | None]) -> list[
     return why
 
 
-def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
-    """Validate a whole file; return its snapshot and the number of data rows, or raise InputError."""
-    problems: list[str] = []
-    text = decode(data, problems)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+@dataclass
+class Reading:
+    """What one pass over a file keeps: the small facts (catalogs, courses), the problems, the row count.
+
+    The rows themselves go to the staging table as they are read.
+    """
+
+    catalogs: dict[str, tuple[str, int]] = field(default_factory=dict)  # id: (name, first line)
+    courses: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)  # id: (catalog, title, status, line)
+    decode_problems: list[str] = field(default_factory=list)  # reported first, as the file's encoding comes first
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, sentence)
+    rows: int = 0
+    has_nul: bool = False
+
+    def all_problems(self) -> list[str]:
+        return self.decode_problems + [text for _, text in sorted(self.problems, key=lambda p: p[0])]
+
+    def head(self) -> CatalogSnapshot:
+        """The file's catalogs and courses; its enrollments and learner lists are staged."""
+        return CatalogSnapshot(
+            catalogs=[CatalogRecord(cid, name) for cid, (name, _) in self.catalogs.items()],
+            courses=[CourseRecord(cid, c[0], c[1], c[2]) for cid, c in self.courses.items()],
+        )
+
+
+def _lines(fh: BinaryIO, reading: Reading) -> Iterator[str]:
+    """The file as text lines, split as ``newline=""`` splits them; lines that are not UTF-8 become problems.
+
+    Read in blocks of whole lines: a valid block is decoded and split in C; a block that is not
+    valid UTF-8 is decoded line by line (``\\n``-separated), each bad line named by its number.
+    """
+    first, done = True, 0  # physical lines before this block
+    while block := fh.read(BLOCK):
+        if not block.endswith(b"\n"):
+            block += fh.readline()
+        if first:
+            if block.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise InputError("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and import again")
+            block, first = block.removeprefix(codecs.BOM_UTF8), False
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _decode_lines(block, done, reading.decode_problems)
+        done += block.count(b"\n")
+        if "\x00" in text:
+            reading.has_nul = True
+        yield from io.StringIO(text, newline="")
+
+
+def _decode_lines(block: bytes, done: int, problems: list[str]) -> str:
+    """A block that is not UTF-8, with each bad line named (UTF-8 never uses the byte ``\\n`` inside a character)."""
+    for n, raw in enumerate(block.split(b"\n"), start=done + 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(
+                f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); "
+                "save the file as UTF-8"
+            )
+    return block.decode("utf-8", errors="replace")
+
+
+def read_enrollments(fh: BinaryIO, st: Staging) -> Reading:
+    """Validate a whole file in one pass, staging its valid rows; returns what the pass found.
+
+    Raises InputError at once only for what makes the rest unreadable (encoding, header); every
+    other problem is collected. The caller refuses the file if ``Reading.problems`` is not empty
+    once the staged rows were checked for conflicting repeats (:meth:`Staging.conflicting_duplicates`).
+    """
+    reading = Reading()
+    reader = csv.reader(_lines(fh, reading), strict=True)
     try:
         first = next(reader, None)
     except csv.Error as exc:
@@ -171,19 +250,18 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
     if first is None or not any(c.strip() for c in first):
         raise InputError("the file is empty: it needs the header line " + ",".join(HEADER))
     col = _header(first)
+    st.add_enrollments(_valid_rows(reader, col, len(first), reading))
+    return reading
+
+
+def _valid_rows(reader: Any, col: dict[str, int], width: int, reading: Reading) -> Iterator[tuple[Any, ...]]:
+    """Staging rows ``(line, course, user, role, enrolled, expires, upn)`` of the rows without problems."""
     order = [col[h] for h in HEADER]
     in_order = order == list(range(len(HEADER)))
-    width = len(first)
-    has_nul = "\x00" in text
     statuses, roles = frozenset(COURSE_STATUSES), frozenset(ROLES)
     max_cat, max_name, max_course, max_title, max_user, max_upn = MAX_LEN.values()
-
-    catalogs: dict[str, tuple[str, int]] = {}
-    courses: dict[str, tuple[str, str, str, int]] = {}
-    enrollments: dict[tuple[str, str, str], tuple[datetime, datetime | None, str | None, int]] = {}
-    learners: dict[tuple[str, str], datetime] = {}
+    catalogs, courses, problems = reading.catalogs, reading.courses, reading.problems
     dates: dict[str, datetime | None] = {"": None}
-    rows = 0
     while True:
         line = reader.line_num + 1
         try:
@@ -191,13 +269,13 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(f"line {line}: not valid CSV: {exc}")
+            problems.append((line, f"line {line}: not valid CSV: {exc}"))
             continue  # the reader resumes at the next line
         if not record or (len(record) == 1 and not record[0].strip()):
             continue  # blank line
-        rows += 1
+        reading.rows += 1
         if len(record) != width:
-            problems.append(f"line {line}: expected {width} columns, found {len(record)}")
+            problems.append((line, f"line {line}: expected {width} columns, found {len(record)}"))
             continue
         cells = [c.strip() for c in record] if in_order else [record[i].strip() for i in order]
         cat, cat_name, course, title, status, user, upn, role, enrolled_s, expires_s = cells
@@ -218,7 +296,7 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
             and len(cat_name) <= max_name
             and len(title) <= max_title
             and len(upn) <= max_upn
-            and not (has_nul and any("\x00" in c for c in cells))
+            and not (reading.has_nul and any("\x00" in c for c in cells))
         )
         why = [] if good else _cell_problems(cells, dates)
         if cat:
@@ -237,32 +315,21 @@ def parse_enrollments(data: bytes) -> tuple[CatalogSnapshot, int]:
                             f"but {show(seen_course[i])} on line {seen_course[3]}"
                         )
         if why:
-            problems.append(f"line {line}: {'; '.join(why)}")
+            problems.append((line, f"line {line}: {'; '.join(why)}"))
             continue
-        assert enrolled is not None
-        key = (course, user, role)
-        mine_e = (enrolled, expires, upn or None, line)
-        seen_e = enrollments.setdefault(key, mine_e)
-        if seen_e is not mine_e and seen_e[:3] != mine_e[:3]:
-            problems.append(
-                f"line {line}: user {show(user)} is given again as {role} of course {show(course)} "
-                f"with other dates or user_principal_name than on line {seen_e[3]}"
-            )
-            continue
-        if role == "learner":
-            lk = (cat, user)
-            first_at = learners.get(lk)
-            if first_at is None or enrolled < first_at:
-                learners[lk] = enrolled
-    if problems:
-        raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
-    snapshot = CatalogSnapshot(
-        catalogs=[CatalogRecord(cid, name) for cid, (name, _) in catalogs.items()],
-        courses=[CourseRecord(cid, c[0], c[1], c[2]) for cid, c in courses.items()],
-        learners=[LearnerRecord(k[0], k[1], at) for k, at in learners.items()],
-        enrollments=[EnrollmentRecord(k[0], k[1], k[2], v[0], v[1], v[2]) for k, v in enrollments.items()],
-    )
-    return snapshot, rows
+        yield (line, course, user, role, enrolled, expires, upn or None)
+
+
+def _repeats(st: Staging) -> list[tuple[int, str]]:
+    """A user given twice the same role in a course must be given the same dates and UPN (exact repeats are fine)."""
+    return [
+        (
+            line,
+            f"line {line}: user {show(user)} is given again as {role} of course {show(course)} "
+            f"with other dates or user_principal_name than on line {first}",
+        )
+        for line, course, user, role, first in st.conflicting_duplicates()
+    ]
 
 
 def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> list[str]:
@@ -306,11 +373,41 @@ def import_enrollments(
 ) -> ImportResult:
     """Validate ``path`` whole, apply it, re-plan the affected users, audit — in the caller's transaction."""
     try:
-        data = Path(path).read_bytes()
+        fh = Path(path).open("rb")  # noqa: SIM115 - closed by the ``with`` below; an open error is the user's
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with bulk_mode(session):
-        return _import(session, settings, tenant, Path(path), data, replace=replace, now=now, actor=actor)
+    with fh, bulk_mode(session):
+        return _import(session, settings, tenant, Path(path), fh, replace=replace, now=now, actor=actor)
+
+
+def apply_file(
+    session: Session, tenant: str, path: Path, fh: BinaryIO, *, replace: bool, now: datetime
+) -> tuple[int, Applied]:
+    """Validate a file whole and write its catalog facts (no re-plan); returns its row count and the changes."""
+    with staging(session) as st:
+        try:
+            reading = read_enrollments(fh, st)
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        st.index()
+        reading.problems += _repeats(st)
+        if reading.decode_problems or reading.problems:
+            problems = reading.all_problems()
+            raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
+        if replace and reading.rows == 0:
+            raise InputError(
+                f"{path} has no rows: with --replace it would remove every enrollment of tenant {tenant}; refused"
+            )
+        head = reading.head()
+        foreign = _foreign_catalogs(session, tenant, head)
+        if foreign:
+            raise InputError(f"{len(foreign)} problem(s) in the file; nothing was imported", foreign)
+
+        def learner_lists(_known: Known) -> int:
+            st.learners_from_enrollments(tenant)
+            return 0
+
+        return reading.rows, apply_staged(st, tenant, head, now, source=SOURCE, replace=replace, load=learner_lists)
 
 
 def _import(
@@ -318,7 +415,7 @@ def _import(
     settings: Settings,
     tenant: str,
     path: Path,
-    data: bytes,
+    fh: BinaryIO,
     *,
     replace: bool,
     now: datetime,
@@ -327,21 +424,12 @@ def _import(
     from licsync import reconcile
     from licsync.sync import apply_guarded
 
-    snap, rows = parse_enrollments(data)
-    if replace and rows == 0:
-        raise InputError(
-            f"{path} has no rows: with --replace it would remove every enrollment of tenant {tenant}; refused"
-        )
-    foreign = _foreign_catalogs(session, tenant, snap)
-    if foreign:
-        raise InputError(f"{len(foreign)} problem(s) in the file; nothing was imported", foreign)
-
-    result = ImportResult(tenant=tenant, file=path.name, replace=replace, rows=rows)
-    result.applied = apply_snapshot(session, tenant, snap, now, source=SOURCE, replace=replace)
+    rows, applied = apply_file(session, tenant, path, fh, replace=replace, now=now)
+    result = ImportResult(tenant=tenant, file=path.name, replace=replace, rows=rows, applied=applied)
     if result.applied.rows_written >= BULK_ROWS:
         refresh_planner_stats(session)  # the re-plan below joins the tables just filled
     if result.applied.affected:
-        plan = reconcile.plan_for(session, tenant, sorted(result.applied.affected), now)
+        plan = reconcile.plan_for(session, tenant, result.applied.affected, now)  # sorted already
         result.hold_id, result.hold_reason = apply_guarded(session, settings, tenant, plan, now, actor=actor)
         result.seats_taken, result.seats_refused = len(plan.takes), len(plan.refused)
         if result.hold_id:

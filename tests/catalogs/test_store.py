@@ -111,7 +111,7 @@ def test_activations_upsert_and_deactivate(db: Engine) -> None:
 def test_bulk_mode_restores_gc_and_sqlite_cache(db: Engine) -> None:
     import gc
 
-    from licsync.catalogs.bulk import bulk_mode
+    from licsync.catalogs.bulk import SQLITE_BULK_CACHE_KIB, bulk_mode
 
     sqlite = db.dialect.name == "sqlite"
     with session_scope(db) as s:
@@ -120,7 +120,7 @@ def test_bulk_mode_restores_gc_and_sqlite_cache(db: Engine) -> None:
         with bulk_mode(s):
             assert not gc.isenabled()
             if sqlite:
-                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -256 * 1024
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_BULK_CACHE_KIB
         assert gc.isenabled()
         if sqlite:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == before
