@@ -88,3 +88,34 @@ def test_status_reads_agree_on_both_databases(app_env: tuple[Engine, Seeded, Tes
                                 {"id": "cat-b", "name": "Safety Training", "consumed": 2}]
     one = client.get(f"{T}/contoso/catalogs/cat-b/status", headers=bearer(seeded.tokens["admin"])).json()
     assert (one["consumed"], one["pool"]) == (2, {"purchased": 10, "consumed": 4, "available": 6})
+
+
+def test_access_check_leaves_the_loop_when_the_pool_is_busy(
+    app_env: tuple[Engine, Seeded, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inline only while a connection is free: with every pooled connection checked out the check
+    goes to the thread pool, so the event loop never waits in the pool's queue."""
+    from licsync.api import routes
+
+    engine, seeded, client = app_env
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL always reads in the thread pool")
+    pooled: list[str] = []
+    real = routes.run_in_threadpool
+
+    async def spy(fn: object, *args: object) -> object:
+        pooled.append(str(args[2]))
+        return await real(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    h = bearer(seeded.tokens["platform"])
+    assert client.get(f"{T}/contoso/access/u-ann", headers=h).json()["licensed"] is True
+    assert pooled == []  # a free connection: inline
+    held = [engine.connect() for _ in range(engine.pool.size())]  # type: ignore[attr-defined]
+    try:
+        assert not routes._pool_has_room(engine)
+        assert client.get(f"{T}/contoso/access/u-bob", headers=h).json()["licensed"] is True
+    finally:
+        for c in held:
+            c.close()
+    assert pooled == ["u-bob"]
