@@ -71,7 +71,7 @@ def _stored(engine: Engine, table: object, tenant: str, order: str) -> list[tupl
 @pytest.mark.parametrize("n", [3, bulk.FAST_MIN + 7])
 def test_insert_rows_stores_what_sqlalchemy_stores(engine: Engine, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     upgrade(engine)
-    monkeypatch.setattr(bulk, "COPY_ROWS", 200)  # several COPY / executemany slices
+    monkeypatch.setattr(bulk, "LOAD_CHUNK", 200)  # several COPY / executemany chunks
     with engine.begin() as c:
         c.execute(insert(_U), _users("plain", n))
         c.execute(insert(_C), _changes("plain", n))

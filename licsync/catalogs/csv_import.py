@@ -47,12 +47,13 @@ from licsync.catalogs import (
     CourseRecord,
     parse_instant,
 )
-from licsync.catalogs.bulk import bulk_mode, refresh_planner_stats
+from licsync.catalogs.bulk import refresh_planner_stats
 from licsync.catalogs.staging import Staging, staging
 from licsync.catalogs.store import Known, apply_staged
 from licsync.config import Settings
 from licsync.csvfiles import check_header, show
 from licsync.db import BULK_ROWS
+from licsync.db.bulk import bulk_mode
 from licsync.db.models import AuditLog, Catalog, Course
 from licsync.errors import InputError
 

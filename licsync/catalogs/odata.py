@@ -52,9 +52,10 @@ from licsync.catalogs import (
     apply_snapshot,
     parse_instant,
 )
-from licsync.catalogs.bulk import bulk_mode, refresh_planner_stats
+from licsync.catalogs.bulk import refresh_planner_stats
 from licsync.config import Settings, TenantConfig
 from licsync.db import BULK_ROWS
+from licsync.db.bulk import bulk_mode
 from licsync.db.models import AuditLog, Catalog
 from licsync.errors import ConfigError, PermanentError, TransientError, truncate
 from licsync.log import get_logger

@@ -29,8 +29,8 @@ from sqlalchemy.schema import CreateTable, DropTable
 from sqlmodel import Session
 
 from licsync.catalogs import UserIds
-from licsync.catalogs.bulk import load
 from licsync.db import analyze
+from licsync.db.bulk import load
 from licsync.db.models import Course, UTCDateTime
 
 _CO = Course.__table__  # type: ignore[attr-defined]

@@ -26,12 +26,11 @@ from licsync.catalogs import (
     EnrollmentRecord,
     UserIds,
     apply_snapshot,
-    bulk,
     csv_import,
     parse_instant,
 )
 from licsync.config import Settings
-from licsync.db import session_scope
+from licsync.db import bulk, session_scope
 from licsync.db.models import Enrollment, LearnerListEntry
 from licsync.errors import InputError
 from tests.catalogs.conftest import NOW, TENANT, row, rows_of, run_import, snapshot_tables, write_csv

@@ -111,7 +111,7 @@ def test_activations_upsert_and_deactivate(db: Engine) -> None:
 def test_bulk_mode_restores_gc_and_sqlite_cache(db: Engine) -> None:
     import gc
 
-    from licsync.catalogs.bulk import SQLITE_BULK_CACHE_KIB, bulk_mode
+    from licsync.db.bulk import SQLITE_BULK_CACHE_KIB, bulk_mode
 
     sqlite = db.dialect.name == "sqlite"
     with session_scope(db) as s:

@@ -27,10 +27,10 @@ ALLOWED = {
     ("db/__init__.py", "f'ANALYZE \"{table}\"'"): "table names from the package only (checked below)",
     ("reconcile.py", "'SET LOCAL enable_nestloop = off'"): "planner setting, constant",
     ("reconcile.py", "'SET LOCAL enable_nestloop = on'"): "planner setting, constant",
-    ("catalogs/bulk.py", "compiled.string"): "a Core statement compiled by SQLAlchemy, values bound",
-    ("catalogs/bulk.py", "'PRAGMA cache_size'"): "constant",
-    ("catalogs/bulk.py", "f'PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}'"): "module constant",
-    ("catalogs/bulk.py", "f'PRAGMA cache_size={int(before)}'"): "an int read back from SQLite",
+    ("db/bulk.py", "compiled.string"): "a Core statement compiled by SQLAlchemy, values bound",
+    ("db/bulk.py", "'PRAGMA cache_size'"): "constant",
+    ("db/bulk.py", "f'PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}'"): "module constant",
+    ("db/bulk.py", "f'PRAGMA cache_size={int(before)}'"): "an int read back from SQLite",
 }
 
 
