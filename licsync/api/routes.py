@@ -168,9 +168,9 @@ async def _access_fast(request: Request) -> Response:
 register_url_convertor("licsync_tenant", _TenantName())
 # The launch-time check, asked at every course launch, as a plain Starlette route that ``create_app``
 # puts first: FastAPI's per-request machinery (route resolution through the included routers,
-# parameter solving and validation) cost about as much as the check itself. Same function, same
-# error handlers; the FastAPI route above stays for the OpenAPI document and answers what this one
-# does not match (a tenant name that breaks the pattern gets its 422 there).
+# parameter solving and validation) cost a sixth of the check (in-process 0.70 → 0.60 ms of CPU).
+# Same function, same error handlers; the FastAPI route above stays for the OpenAPI document and
+# answers what this one does not match (a tenant name that breaks the pattern gets its 422 there).
 #
 # On SQLite (``ApiContext.inline_reads``) the check runs on the event loop instead of the thread
 # pool: one statement of indexed reads of a local WAL database (~0.3 ms; a WAL reader never waits for
