@@ -63,7 +63,10 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     if len(rows) < FAST_MIN or conn.dialect.name not in ("postgresql", "sqlite"):
         conn.execute(insert(table), rows)
         return
-    names = list(rows[0])
+    given = rows[0].keys()
+    names = [c.name for c in table.columns if c.name in given]  # the table's order: what INSERT binds
+    if len(names) != len(given):
+        raise ValueError(f"{table.name}: no such column {sorted(set(given) - set(names))}")
     get = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
     load(conn, table, map(get, rows), names)
 
