@@ -187,8 +187,8 @@ def tenant_holders(session: Session, tenant: str, *, order: bool = False) -> Ite
     The database joins the candidates to their account, enrollment kinds, open seat, last release
     and activation with whole-table joins, and hands back one row per candidate and kind of
     enrollment, ordered by candidate; rows are grouped here by equality. Nothing of the tenant is
-    held in Python beyond one candidate (measured at 100k users on PostgreSQL: 41 chunked range
-    queries took 3.3 s of server time where this takes well under one).
+    held in Python beyond one candidate. (At 100k users on PostgreSQL, the 41 chunked queries this
+    replaced took 3.3 s of server time; the whole full reconcile went from 14.3 s to 5.8 s.)
     """
     cand = _candidates(tenant).subquery("cand")
     kinds = _enrollment_kinds(tenant, first=order).subquery("kinds")
@@ -261,8 +261,8 @@ def plan_for(session: Session, tenant: str, ids: Iterable[str] | None, now: date
 
     The subscription's policy decides the model: ``enrollment`` is planned here; the others
     (``live_enrollment``, ``first_access``, ``role``) by ``licsync.seat_models.dispatch``.
-    A full reconcile streams the candidates in key ranges and keeps only the changes, so its
-    memory grows with the seats taken or freed, not with the tenant.
+    A full reconcile reads the tenant in one streamed query (:func:`tenant_holders`) and keeps
+    only the changes, so its memory grows with the seats taken or freed, not with the tenant.
     """
     from licsync.seat_models import dispatch
 

@@ -344,3 +344,16 @@ def test_the_cycle_pulls_the_lms_catalogs_in_its_own_transaction(
         with pytest.raises(TransientError):
             cycle(env, settings, engine, now=NOW + timedelta(minutes=30))
         assert open_seats(engine) == before  # an LMS outage changes nothing
+
+
+def test_a_full_round_gives_back_the_wider_sqlite_cache(env: GraphEnv, sqlite_engine: Engine, tmp_path: Any) -> None:
+    """A full round widens SQLite's page cache for its writes; the pooled connection must not keep it."""
+    env.tenant.directory.add_users(50, seed=3)
+    url = str(sqlite_engine.url)
+    settings = make_settings(env, url)
+    with sqlite_engine.connect() as c:
+        before = c.exec_driver_sql("PRAGMA cache_size").scalar()
+    for kw in ({"full": True, "dry_run": True}, {"full": True}):
+        cycle(env, settings, sqlite_engine, **kw)
+        with sqlite_engine.connect() as c:  # the pool hands back the one connection the round used
+            assert c.exec_driver_sql("PRAGMA cache_size").scalar() == before

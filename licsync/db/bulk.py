@@ -98,19 +98,21 @@ def load(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]], column
 
 
 @contextmanager
-def bulk_mode(session: Session) -> Iterator[None]:
+def bulk_mode(session: Session, *, pause_gc: bool = True) -> Iterator[None]:
     """Pause the cyclic GC and, on SQLite, widen the page cache, for the duration of a large apply.
 
     Millions of small tuples would trigger full collections over and over; the page cache holds
     the indexes being filled (SQLite also sizes its sorter's memory by it, so it bounds memory).
+    ``pause_gc=False`` for work that also makes HTTP requests, whose reference cycles must go.
     """
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     before = conn.exec_driver_sql("PRAGMA cache_size").scalar() if sqlite else None
     if sqlite:
         conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
-    was_enabled = gc.isenabled()
-    gc.disable()
+    was_enabled = gc.isenabled() and pause_gc
+    if was_enabled:
+        gc.disable()
     try:
         yield
     finally:
