@@ -33,8 +33,13 @@ def decode(data: bytes, problems: list[str]) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    for n, raw in enumerate(data.split(b"\n"), start=1):
+        return decode_lines(data, 0, problems)
+
+
+def decode_lines(block: bytes, done: int, problems: list[str]) -> str:
+    """Text that is not all UTF-8, each bad line named in ``problems`` (numbered after ``done``
+    lines); UTF-8 never uses the byte ``\\n`` inside a character, so a block may be any run of lines."""
+    for n, raw in enumerate(block.split(b"\n"), start=done + 1):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -42,7 +47,7 @@ def decode(data: bytes, problems: list[str]) -> str:
                 f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); "
                 "save the file as UTF-8"
             )
-    return data.decode("utf-8", errors="replace")
+    return block.decode("utf-8", errors="replace")
 
 
 def check_header(record: list[str], expected: tuple[str, ...]) -> dict[str, int]:

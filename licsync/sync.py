@@ -327,10 +327,10 @@ async def _round(
         try:
             if full:
                 # The whole mirror is written or rewritten: on SQLite, a page cache that holds the
-                # indexes being filled (measured at 1M users: the full sync 210 s -> 162 s). Only
+                # indexes being filled (measured at 1M users: the full sync 210 s -> 136 s). Only
                 # while rows are written, not during the plan's query: SQLite sizes that query's
                 # sorts by the same setting (kept wide throughout, the full sync peaked at 443 MB
-                # instead of 255 MB).
+                # instead of 324 MB). See benchmarks/README.md.
                 widened.enter_context(bulk_mode(session, pause_gc=False))
             writer = DirectoryWriter(session, tenant.name, result.cycle_id, now, full=full)
             pages = 0

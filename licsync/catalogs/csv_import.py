@@ -51,7 +51,7 @@ from licsync.catalogs.bulk import refresh_planner_stats
 from licsync.catalogs.staging import Staging, staging
 from licsync.catalogs.store import Known, apply_staged
 from licsync.config import Settings
-from licsync.csvfiles import check_header, show
+from licsync.csvfiles import check_header, decode_lines, show
 from licsync.db import BULK_ROWS
 from licsync.db.bulk import bulk_mode
 from licsync.db.models import AuditLog, Catalog, Course
@@ -215,24 +215,11 @@ def _lines(fh: BinaryIO, reading: Reading) -> Iterator[str]:
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
-            text = _decode_lines(block, done, reading.decode_problems)
+            text = decode_lines(block, done, reading.decode_problems)
         done += block.count(b"\n")
         if "\x00" in text:
             reading.has_nul = True
         yield from io.StringIO(text, newline="")
-
-
-def _decode_lines(block: bytes, done: int, problems: list[str]) -> str:
-    """A block that is not UTF-8, with each bad line named (UTF-8 never uses the byte ``\\n`` inside a character)."""
-    for n, raw in enumerate(block.split(b"\n"), start=done + 1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(
-                f"line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}); "
-                "save the file as UTF-8"
-            )
-    return block.decode("utf-8", errors="replace")
 
 
 def read_enrollments(fh: BinaryIO, st: Staging) -> Reading:
