@@ -254,7 +254,9 @@ def test_an_import_holds_chunks_not_the_file(db: Engine, tmp_path: Path, monkeyp
     # suite's earlier tests warmed it made this test flaky.
     imp("warm-up", 3000), imp("warm-up", 12000)
     peaks = [imp(TENANT, 3000), imp(TENANT, 12000)]
-    assert peaks[1] < peaks[0] * 1.3, peaks  # 4× the rows, not 4× the memory
+    # 9,000 more rows held in Python would be megabytes (the old import: ~2 KB a row); what grows is
+    # the file's course list and the suite's own state (0.05-0.2 MB measured), not the rows.
+    assert peaks[1] - peaks[0] < 1_000_000, peaks
 
 
 def test_a_snapshot_repeating_a_key_keeps_its_last_record(db: Engine) -> None:
