@@ -67,8 +67,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     names = [c.name for c in table.columns if c.name in given]  # the table's order: what INSERT binds
     if len(names) != len(given):
         raise ValueError(f"{table.name}: no such column {sorted(set(given) - set(names))}")
-    get = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
-    load(conn, table, map(get, rows), names)
+    load(conn, table, map(_getter(names), rows), names)
 
 
 def load(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]], columns: Sequence[str] | None = None) -> int:
@@ -78,7 +77,7 @@ def load(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]], column
     databases in ``executemany`` chunks of :data:`LOAD_CHUNK`. Returns how many rows were written.
     """
     names = list(columns) if columns is not None else [c.name for c in table.columns]
-    memos = [_Memo(p) if (p := _load_processor(table.c[n].type, conn.dialect)) else None for n in names]
+    memos = [_processor(table.c[n].type, conn.dialect) for n in names]
     if conn.dialect.name == "postgresql":
         return _copy(conn, table, names, (_convert(chunk, memos) for chunk in _chunks(rows)))
     sqlite = conn.dialect.name == "sqlite"
@@ -186,24 +185,26 @@ class _Memo(dict[Any, Any]):
 
 
 def _processor(type_: TypeEngine[Any], dialect: Dialect) -> _Memo | None:
-    """The column type's bind processor *for this dialect*, memoised."""
-    proc = type_.dialect_impl(dialect).bind_processor(dialect)
+    """The column type's bind processor *for this dialect*, memoised. For ``COPY``, JSON is sent as the
+    text SQLAlchemy would send (psycopg would otherwise want a ``Json`` wrapper; ``None`` is JSON null,
+    as SQLAlchemy stores it)."""
+    if dialect.name == "postgresql" and isinstance(type_, JSON):
+        proc = getattr(dialect, "_json_serializer", None) or json.dumps
+    else:
+        proc = type_.dialect_impl(dialect).bind_processor(dialect)
     return _Memo(proc) if proc is not None else None
 
 
-def _load_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    """What a bulk load sends: the bind processor's value; for ``COPY``, JSON as the text SQLAlchemy would
-    send (psycopg would otherwise want a ``Json`` wrapper; ``None`` is JSON null, as SQLAlchemy stores it)."""
-    if dialect.name == "postgresql" and isinstance(type_, JSON):
-        return getattr(dialect, "_json_serializer", None) or json.dumps
-    return type_.dialect_impl(dialect).bind_processor(dialect)
+def _getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row dict's values for ``names``, as a tuple (itemgetter returns a bare value for one name)."""
+    return itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))  # type: ignore[return-value]
 
 
 def _tupler(
     names: list[str], procs: list[Callable[[Any], Any] | None], fixed: dict[str, Any] | None = None
 ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A row dict as the driver's tuple, each value through its column's processor; ``fixed``: constants."""
-    get: Callable[[dict[str, Any]], Any] = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+    get = _getter(names)
     converted = [(i, p) for i, p in enumerate(procs) if p is not None]
 
     def to_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
