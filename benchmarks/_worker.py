@@ -203,7 +203,7 @@ def setup(ctx: Ctx) -> dict[str, Any]:
 
 def import_(ctx: Ctx) -> dict[str, Any]:
     from licsync import db
-    from licsync.catalogs.csv_import import import_enrollments
+    from licsync.service import import_enrollments
 
     settings, engine = ctx.settings(), ctx.engine()
     sql = SqlCounter(engine)
@@ -241,16 +241,14 @@ def incremental(ctx: Ctx) -> dict[str, Any]:
 
 def full_reconcile(ctx: Ctx) -> dict[str, Any]:
     """Plan every candidate of the tenant (``plan_for(..., None)``) and apply, as a cycle would."""
-    from licsync import db, reconcile
-    from licsync.sync import apply_guarded
+    from licsync import db, reseat
 
     settings, engine = ctx.settings(), ctx.engine()
     sql = SqlCounter(engine)
 
     def run() -> dict[str, Any]:
         with db.session_scope(engine) as s:
-            plan = reconcile.plan_for(s, TENANT, None, ctx.now)
-            apply_guarded(s, settings, TENANT, plan, ctx.now)
+            plan = reseat.reseat(s, settings, TENANT, None, ctx.now).plan
         return {"considered": plan.considered, "takes": len(plan.takes), "frees": len(plan.frees)}
 
     return measure(run, sql, ctx.profile)

@@ -72,11 +72,11 @@ def seed_db(url: str, users: int, catalogs: int) -> Any:
     """tests/api/seed.py's database, plus ``users`` seat holders of contoso in ``catalogs`` catalogs.
 
     The extra rows are bulk-inserted with SQLAlchemy Core (the ORM seed takes minutes at 200k); the
-    per-catalog counts are then rebuilt by ``reconcile.refresh_catalogs``, as every apply keeps them.
+    per-catalog counts are then rebuilt by ``ledger.refresh_catalogs``, as every apply keeps them.
     User i is enrolled in catalog i mod N, and every third user also in catalog (7i+1) mod N."""
     from sqlalchemy import insert
 
-    from licsync import db, reconcile
+    from licsync import db, ledger
     from licsync.db.models import Catalog, Course, DirectoryUser, Enrollment, LearnerListEntry, Seat
     from tests.api.seed import NOW, seed
 
@@ -116,7 +116,7 @@ def seed_db(url: str, users: int, catalogs: int) -> Any:
             conn.execute(insert(Enrollment.__table__), en)  # type: ignore[attr-defined]
             conn.execute(insert(LearnerListEntry.__table__), ll)  # type: ignore[attr-defined]
             conn.execute(insert(Seat.__table__), st)  # type: ignore[attr-defined]
-        reconcile.refresh_catalogs(s, t, None)
+        ledger.refresh_catalogs(s, t, None)
     if engine.dialect.name == "postgresql":  # as autovacuum would, a minute after the load
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM ANALYZE")
@@ -134,8 +134,7 @@ def in_process(url: str, reps: int, users: int) -> list[list[Any]]:
     from sqlalchemy import event
     from sqlmodel import Session
 
-    from licsync import db, status
-    from licsync.api import queries
+    from licsync import db, service, status
     from tests.api.seed import NOW
 
     engine = db.get_engine(url)
@@ -149,7 +148,7 @@ def in_process(url: str, reps: int, users: int) -> list[list[Any]]:
         "tenant status": lambda s, _i: status.tenant_status(s, "contoso", NOW),
         "catalog status": lambda s, _i: (status.catalog_status(s, "contoso", "cat-a", NOW),
                                          status.seat_figures(s, "contoso", NOW)),
-        "access decision": lambda s, i: queries.access_decision(s, "contoso", f"u-x{(i * 7919) % users:05d}", NOW),
+        "access decision": lambda s, i: service.access_decision(s, "contoso", f"u-x{(i * 7919) % users:05d}", NOW),
     }
     rows = []
     try:

@@ -140,7 +140,7 @@ def piece_main() -> int:
 def import_piece(ctx: Any, W: Any) -> dict[str, Any]:
     import licsync
     from licsync import db
-    from licsync.catalogs.csv_import import import_enrollments
+    from licsync.service import import_enrollments
 
     settings, engine = ctx.settings(), ctx.engine()
     sql = W.SqlCounter(engine)

@@ -10,6 +10,8 @@ Reason codes (stable: the platform, ``explain`` and the API return them verbatim
 - ``within_seat_limit`` (licensed): seat-limit grace is enforced and the seat is among the first ``seats``.
 - ``grace_period`` (licensed): grace is active, every seat holder keeps working (days left in the sentence).
 - ``seat_held`` (licensed): the user holds a seat and nothing else applies.
+- ``seat_on_first_access`` (licensed): no seat yet under a model whose first launch takes one
+  (``first_access``); the launch itself consumes it.
 
 The grace record is taken *as of now* (``grace.effective``): an expiry or a window that closed
 since the last cycle changes the decision at once, not at the next sync.
@@ -30,7 +32,7 @@ from licsync.subscriptions.grace import GraceRecord
 from licsync.subscriptions.terms import Terms
 
 REASONS = ("no_subscription", "no_seat", "not_started", "subscription_expired", "beyond_seat_limit",
-           "within_seat_limit", "grace_period", "seat_held")
+           "within_seat_limit", "grace_period", "seat_held", "seat_on_first_access")
 LIVE_STATES = ("active", "expired")  # subscription states under which seats can still be licensed
 
 
@@ -60,6 +62,8 @@ def decide(
     terms: Terms | None,
     subscription_state: str,
     now: datetime,
+    *,
+    seat_on_first_use: bool = False,
 ) -> Decision:
     """The decision and a sentence a learner's admin can act on. ``seat_rank`` is needed only
     when a seat is held and seat-limit grace is enforced (ValueError otherwise)."""
@@ -67,9 +71,14 @@ def decide(
         what = "was deactivated on this tenant" if subscription_state == "deactivated" else "is not activated"
         return Decision(False, "no_subscription", f"No licensed access: the subscription {what}; "
                         "a tenant admin must activate a subscription key.")
+    if not holds_seat and seat_on_first_use and terms.started(now):
+        record = grace_mod.effective(terms, grace, now)
+        if not (record.state == "enforced" and record.reason == "expired"):
+            return Decision(True, "seat_on_first_access", f"Licensed: the first launch in subscription {terms.id}'s "
+                            "license period takes a seat (first-access counting).")
     if not holds_seat:
-        return Decision(False, "no_seat", "No licensed access: the user holds no seat (not enrolled in any "
-                        "course of a catalog they are a learner of, or the account is disabled or deleted).")
+        return Decision(False, "no_seat", "No licensed access: the user holds no seat (`licsync explain` names "
+                        "the rule that decided).")
     if not terms.started(now):
         return Decision(False, "not_started", f"No licensed access yet: subscription {terms.id} starts at "
                         f"{_when(terms.starts_at)}.")

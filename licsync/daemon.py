@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, select
 
+from licsync import reseat
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import Heartbeat
@@ -221,10 +222,8 @@ class HeartbeatWriter:
 def evaluate_grace(engine: Engine, settings: Settings, tenant: str, now: datetime) -> None:
     """Between cycles: the same post-apply step a cycle runs (grace machine, its notifications),
     so an expiry at midnight or a window's end is acted on within a minute, not at the next sync."""
-    from licsync import hooks
-
     with session_scope(engine) as s:
-        hooks.after_apply(s, settings, tenant, now, cycle_id=None, hold_id=None)
+        reseat.after_change(s, settings, tenant, now)
 
 
 def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:

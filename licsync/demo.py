@@ -82,11 +82,10 @@ def write_enrollments(path: Path, user_ids: list[str], upns: dict[str, str], now
 
 
 def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -> None:
-    from licsync.catalogs.csv_import import import_enrollments
     from licsync.cli.render import print_status
     from licsync.graph.emulator import EmulatorServer
     from licsync.graph.emulator_state import Directory
-    from licsync.service import sync_once
+    from licsync.service import import_enrollments, sync_once
     from licsync.status import tenant_status
     from licsync.subscriptions import keys, registry, terms
 

@@ -12,7 +12,7 @@ An admin assignment is not an enrollment, so an admin who is not enrolled does n
 enrolled admin does. An add-on identity that counts on activation (Flow365) holds a seat from
 activation until deactivation, enrolled or not.
 
-The planner never does I/O: the database adapter (``licsync.reconcile``) loads the facts of the
+The planner never does I/O: the database adapter (``seat_models.enrollment_store``) loads the facts of the
 users a cycle touched, calls :func:`plan`, and applies the result in one transaction.
 """
 

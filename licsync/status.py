@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
-from licsync import reconcile
+from licsync import reseat
 from licsync.config import Settings
 from licsync.db.models import Catalog, CatalogCount, DirectoryUser, MassFreeHold, Seat
 from licsync.errors import NotFound
+from licsync.seat_models.models import for_tenant
 from licsync.seats import describe
 from licsync.subscriptions import registry
 from licsync.subscriptions.grace import days_left
@@ -43,7 +44,7 @@ def catalog_rows(session: Session, tenant: str, catalog_id: str | None = None) -
     """``[{"id", "name", "consumed"}]`` ordered by id: each catalog with the seat holders counted in it.
 
     One query, catalogs outer-joined with the counts every apply keeps (``catalog_count``, the
-    table ``reconcile.catalog_consumed`` reads), as Core rows. A tenant with 1,000 catalogs used to
+    table ``ledger.catalog_consumed`` reads), as Core rows. A tenant with 1,000 catalogs used to
     cost 1,000 ORM ``Catalog`` instances and a second 1,000-row query per status call: more than
     all the other queries of the call together."""
     consumed = func.coalesce(_CC.c.consumed, 0)
@@ -59,18 +60,19 @@ def catalog_rows(session: Session, tenant: str, catalog_id: str | None = None) -
 
 
 def seat_figures(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
-    """The tenant-wide seat pool: subscription, purchased (raised by a tier upgrade), consumed,
-    available, overage and grace — what the status JSON, the API and the dashboard all show."""
+    """The tenant-wide seat pool: subscription, purchased, consumed, available, overage and grace —
+    what the status JSON, the API, the dashboard and ``/metrics`` all show. The figures are the
+    tenant's seat model's (``SeatModel.figures``: a tier upgrade and role pools included), the same
+    the mails and the daily ledger take."""
     sub = registry.subscription_summary(session, tenant, now)
-    limits = reconcile.current_limits(session, tenant)
-    purchased = limits.seats if limits is not None and sub["state"] in ("active", "expired") else 0
-    used = reconcile.consumed(session, tenant)
+    _terms, _model, f = reseat.figures(session, tenant, now)
+    purchased = f.purchased if sub["state"] in ("active", "expired") else 0
     return {
         "subscription": sub,
         "purchased": purchased,
-        "consumed": used,
-        "available": purchased - used,
-        "overage": max(0, used - purchased),
+        "consumed": f.consumed,
+        "available": purchased - f.consumed,
+        "overage": max(0, f.consumed - purchased),
         "grace": grace_view(session, tenant, now),
     }
 
@@ -78,13 +80,12 @@ def seat_figures(session: Session, tenant: str, now: datetime) -> dict[str, Any]
 def tenant_status(session: Session, tenant: str, now: datetime, settings: Settings | None = None) -> dict[str, Any]:
     """The contract's status JSON (SPEC §5), plus additive keys: grace.days_left, and ``model`` —
     what the subscription's counting model shows (reuses, tiers, billing, pools)."""
-    from licsync.seat_models import dispatch
-
+    terms, model = for_tenant(session, tenant)
     return {
         "tenant": tenant,
         **seat_figures(session, tenant, now),
         "catalogs": catalog_rows(session, tenant),
-        "model": dispatch.status_block(session, settings, tenant, now),
+        "model": model.status_block(session, settings, tenant, terms, now),
     }
 
 

@@ -21,15 +21,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from licsync import hooks, reconcile
+from licsync import reseat, users
+from licsync.catalogs.odata import apply_pulled, fetch_snapshot
 from licsync.config import Settings, TenantConfig
 from licsync.db import BULK_ROWS, analyze, session_scope
 from licsync.db.bulk import bulk_mode
-from licsync.db.models import AuditLog, MassFreeHold, SyncCycle, SyncState
+from licsync.db.models import SyncCycle, SyncState
 from licsync.directory import CHANGE_KINDS, DirectoryWriter
 from licsync.errors import DeltaTokenExpired, LicsyncError, TransientError, truncate
+from licsync.graph.client import GraphClient, GraphStats
 from licsync.log import get_logger
-from licsync.seats import Plan, hold_reason
+from licsync.seats import Plan
 
 Progress = Callable[[int, int], None]  # (pages, users) so far in this round
 DRY_RUN_CYCLE = 0  # real cycle ids start at 1
@@ -50,6 +52,7 @@ class CycleResult:
     plan: Plan = field(default_factory=Plan)
     hold_id: str | None = None
     hold_reason: str | None = None
+    step: reseat.Step | None = field(default=None, repr=False)  # the seat model's plan and sentences
 
     def summary(self) -> dict[str, Any]:
         c = self.counts
@@ -152,67 +155,9 @@ def _record_failure(settings: Settings, engine: Engine, tenant: str, cycle_id: i
         st.consecutive_failures += 1
         st.last_error = error
         st.last_attempt_at = now
-        hooks.on_sync_failed(s, settings, tenant, failures=st.consecutive_failures, error=error, now=now)
+        reseat.on_sync_failed(s, settings, tenant, failures=st.consecutive_failures, error=error, now=now)
         return st.consecutive_failures
 
-
-def _hold(session: Session, tenant: str, plan: Plan, reason: str, now: datetime, cycle_id: int | None) -> str:
-    """Keep the frees of a plan for an admin's approval; a newer hold supersedes older ones."""
-    import secrets
-
-    for old in session.exec(
-        select(MassFreeHold).where(MassFreeHold.tenant == tenant, MassFreeHold.status == "pending")
-    ).scalars():
-        old.status, old.decided_at, old.decided_by = "superseded", now, "licsync"
-    hold_id = "hold-" + secrets.token_hex(4)
-    session.add(
-        MassFreeHold(
-            id=hold_id,
-            tenant=tenant,
-            created_at=now,
-            status="pending",
-            reason=reason,
-            frees=len(plan.frees),
-            plan=[[c.holder, str(c.reason)] for c in plan.frees],
-            cycle_id=cycle_id,
-        )
-    )
-    session.add(
-        AuditLog(
-            at=now,
-            tenant=tenant,
-            cycle_id=cycle_id,
-            action="mass_free_held",
-            subject=hold_id,
-            detail={"frees": len(plan.frees), "reason": reason},
-        )
-    )
-    return hold_id
-
-
-def apply_guarded(
-    session: Session,
-    settings: Settings,
-    tenant: str,
-    plan: Plan,
-    now: datetime,
-    *,
-    cycle_id: int | None = None,
-    actor: str = "licsync",
-) -> tuple[str | None, str | None]:
-    """Apply a plan, holding its frees when they look like a mass free. Returns (hold id, reason).
-
-    Every writer of seats comes through here (sync cycles, imports, learner-list changes), so the
-    grace evaluation and the notifications that follow a change share its transaction.
-    """
-    why = hold_reason(plan, threshold=settings.seats.mass_free_threshold, fraction=settings.seats.mass_free_fraction)
-    hold_id = None
-    if why is not None:
-        hold_id = _hold(session, tenant, plan, why, now, cycle_id)
-        plan = plan.without_frees()
-    reconcile.apply_plan(session, tenant, plan, now, cycle_id=cycle_id, actor=actor)
-    hooks.after_apply(session, settings, tenant, now, cycle_id=cycle_id, hold_id=hold_id)
-    return hold_id, why
 
 
 async def run_cycle(
@@ -227,8 +172,6 @@ async def run_cycle(
     client: Any = None,
 ) -> CycleResult:
     """Run one cycle. Raises a LicsyncError on failure, after recording it; nothing is half-applied."""
-    from licsync.graph.client import GraphClient, GraphStats
-
     started = time.monotonic()
     try:
         with Session(engine) as s:
@@ -266,8 +209,6 @@ async def run_cycle(
         # thread; they are applied inside the round's transaction with the directory changes.
         lms = None
         if tenant.lms_url:
-            from licsync.catalogs.odata import fetch_snapshot
-
             lms = await asyncio.to_thread(fetch_snapshot, tenant)
         while True:
             try:
@@ -350,28 +291,22 @@ async def _round(
             if writer.counts["entries"] >= BULK_ROWS:
                 analyze(session, "directory_user")  # the plan below joins the rows just written
             result.counts = dict(writer.counts)
-            ids = None if full else list(reconcile.changed_ids(session, tenant.name, result.cycle_id))
+            ids = None if full else list(users.changed_ids(session, tenant.name, result.cycle_id))
             if lms is not None:
-                from licsync.catalogs.odata import apply_pulled
-
                 affected = apply_pulled(session, tenant, lms, now)
                 if ids is not None:
                     ids = sorted(set(ids) | affected)
-            plan = reconcile.plan_for(session, tenant.name, ids, now)
-            result.plan = plan
+            step = reseat.plan(session, tenant.name, ids, now)
+            result.plan, result.step = step.plan, step
             if dry_run:
-                why = hold_reason(
-                    plan, threshold=settings.seats.mass_free_threshold, fraction=settings.seats.mass_free_fraction
-                )
-                result.hold_reason = why
+                result.hold_reason = reseat.guard_reason(settings, step.plan)
                 widened.close()
                 session.rollback()
                 return
             if full:
                 widened.enter_context(bulk_mode(session, pause_gc=False))  # the seats and audit rows
-            result.hold_id, result.hold_reason = apply_guarded(
-                session, settings, tenant.name, plan, now, cycle_id=result.cycle_id
-            )
+            reseat.apply(session, settings, step, now, cycle_id=result.cycle_id)
+            result.hold_id, result.hold_reason = step.hold_id, step.hold_reason
             st = _state(session, tenant.name)
             st.delta_link, st.delta_link_at = delta_link, now
             st.last_success_at = st.last_attempt_at = now

@@ -96,14 +96,15 @@ def test_stable_order_at_seat_limit_enforcement() -> None:
 
 def test_reason_codes_are_documented_and_snake_case() -> None:
     decided = set()
-    for holds, rank, grace, terms, state, now in [
+    for holds, rank, grace, terms, state, now, *first_use in [
         (True, 1, NO_GRACE, None, "none", MID), (False, None, NO_GRACE, TERMS, "active", MID),
         (True, 1, NO_GRACE, TERMS, "active", START - DAY),
         (True, 1, EXPIRY_ENFORCED, TERMS, "expired", EXPIRY + 20 * DAY),
         (True, 4, LIMIT_ENFORCED, TERMS, "active", MID), (True, 1, LIMIT_ENFORCED, TERMS, "active", MID),
         (True, 1, LIMIT_ACTIVE, TERMS, "active", MID), (True, 1, NO_GRACE, TERMS, "active", MID),
+        (False, None, NO_GRACE, TERMS, "active", MID, True),
     ]:
-        decided.add(decide(holds, rank, grace, terms, state, now).reason)
+        decided.add(decide(holds, rank, grace, terms, state, now, seat_on_first_use=bool(first_use)).reason)
     assert decided == set(access.REASONS)
     for code in access.REASONS:
         assert re.fullmatch(r"[a-z]+(_[a-z]+)*", code)

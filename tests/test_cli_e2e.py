@@ -239,7 +239,7 @@ def test_incremental_catalog_counts_equal_a_full_recount(setup: dict[str, Any], 
     """Per-catalog figures are kept incrementally; after a busy history they equal a full recount."""
     from sqlmodel import Session
 
-    from licsync import db, reconcile
+    from licsync import db, ledger
 
     cli, ids = setup["cli"], setup["ids"]
     cli("db", "upgrade")
@@ -254,9 +254,9 @@ def test_incremental_catalog_counts_equal_a_full_recount(setup: dict[str, Any], 
     cli("sync", "--tenant", "contoso")
     engine = db.get_engine(db_url)
     with Session(engine) as s:
-        kept = reconcile.catalog_consumed(s, "contoso")
-        reconcile.refresh_catalogs(s, "contoso", None)
-        recount = reconcile.catalog_consumed(s, "contoso")
+        kept = ledger.catalog_consumed(s, "contoso")
+        ledger.refresh_catalogs(s, "contoso", None)
+        recount = ledger.catalog_consumed(s, "contoso")
         s.rollback()
     assert kept == recount == {"cat-a": 4, "cat-b": 4}
 

@@ -16,9 +16,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from licsync import reconcile
+from licsync import ledger, reseat
 from licsync.db import session_scope, upgrade
 from licsync.db.models import Activation, Course, DirectoryUser, Enrollment, LearnerListEntry, Seat
+from licsync.seat_models import enrollment_store
 from licsync.subscriptions import keys, registry
 from licsync.subscriptions.terms import Terms
 
@@ -90,10 +91,10 @@ def test_the_full_query_and_the_per_user_loader_agree(engine: Engine, seed: int)
     upgrade(engine)
     _seed(engine, seed)
     with Session(engine) as s:
-        full = list(reconcile.tenant_holders(s, T, order=True))
+        full = list(enrollment_store.tenant_holders(s, T, order=True))
         ids = [h.holder_id for h in full]
         assert len(ids) == len(set(ids)) > 300  # one holder per candidate
-        per_user = {h.holder_id: h for h in reconcile.load_holders(s, T, ids, order=True)}
+        per_user = {h.holder_id: h for h in enrollment_store.load_holders(s, T, ids, order=True)}
         assert {h.holder_id: h for h in full} == per_user
         # every candidate is there: open seat holders, enrolled learners, add-on identities
         assert any(h.account is None for h in full) and any(h.activated is False for h in full)
@@ -117,11 +118,11 @@ def test_a_full_reconcile_plans_what_planning_everyone_by_id_plans(engine: Engin
     with session_scope(engine) as s:
         registry.activate(s, T, keys.issue(private_pem, terms), public_b64, NOW - timedelta(days=1), actor="test")
     with Session(engine) as s:
-        everyone = [h.holder_id for h in reconcile.tenant_holders(s, T)]
-        full = reconcile.plan_for(s, T, None, NOW)
-        by_id = reconcile.plan_for(s, T, everyone, NOW)
+        everyone = [h.holder_id for h in enrollment_store.tenant_holders(s, T)]
+        full = reseat.plan(s, T, None, NOW).plan
+        by_id = reseat.plan(s, T, everyone, NOW).plan
         open_seats = s.connection().execute(select(Seat.holder).where(Seat.released_at.is_(None))).all()  # type: ignore[union-attr]
-    assert full.considered_ids == reconcile.FULL and full.considered == len(everyone)
+    assert full.considered_ids == ledger.FULL and full.considered == len(everyone)
     assert (full.takes, full.frees, full.refused) == (by_id.takes, by_id.frees, by_id.refused)
     assert full.takes and full.frees and len(open_seats) == full.consumed_before
     if overage == "block":

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from licsync import status, tokens
+from licsync import service, status, tokens
 from licsync.api import queries
 from licsync.api.app import ApiContext
 from licsync.api.auth import ApiError, forbidden
@@ -34,7 +34,6 @@ from licsync.api.metrics import CONTENT_TYPE, render_metrics
 from licsync.db import session_scope
 from licsync.errors import InputError
 from licsync.log import get_logger
-from licsync.seat_models import access_store
 from licsync.tokens import Principal
 
 # The bearer scheme is documented in OpenAPI (each /api/v1 operation's ``security``, and
@@ -135,7 +134,7 @@ def access(request: Request, user_id: str, name: str = TenantName) -> Response:
 
 def _access(request: Request, name: str, user_id: str) -> Response:
     with authorized(request, lambda p: p.may_decide_access(name), readonly=True) as (session, _p):
-        return json(queries.access_decision(session, name, user_id, ctx_of(request).clock()))
+        return json(service.access_decision(session, name, user_id, ctx_of(request).clock()))
 
 
 class _TenantName(Convertor[str]):
@@ -201,8 +200,7 @@ def statements(request: Request, body: list[dict[str, Any]] | dict[str, Any] = B
     with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
         ctx = ctx_of(request)
         try:
-            result = access_store.ingest_statements(session, name, batch, ctx.clock(), settings=ctx.settings,
-                                                    actor="api")
+            result = service.ingest_statements(session, ctx.settings, name, batch, ctx.clock(), actor="api")
         except InputError as exc:
             session.rollback()
             detail = "; ".join(str(p) for p in exc.problems[:5])

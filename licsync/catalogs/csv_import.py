@@ -50,7 +50,6 @@ from licsync.catalogs import (
 from licsync.catalogs.bulk import refresh_planner_stats
 from licsync.catalogs.staging import Staging, staging
 from licsync.catalogs.store import Known, apply_staged
-from licsync.config import Settings
 from licsync.csvfiles import check_header, decode_lines, show
 from licsync.db import BULK_ROWS
 from licsync.db.bulk import bulk_mode
@@ -349,23 +348,27 @@ def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> l
 # --------------------------------------------------------------------------- import
 
 
-def import_enrollments(
-    session: Session,
-    settings: Settings,
-    tenant: str,
-    path: Path,
-    *,
-    replace: bool,
-    now: datetime,
-    actor: str = "cli",
-) -> ImportResult:
-    """Validate ``path`` whole, apply it, re-plan the affected users, audit — in the caller's transaction."""
+def read_file(session: Session, tenant: str, path: Path, *, replace: bool, now: datetime) -> ImportResult:
+    """Validate ``path`` whole and write its catalog facts in the caller's transaction; the affected
+    users are ``result.applied.affected`` (``licsync.service.import_enrollments`` re-plans them)."""
     try:
         fh = Path(path).open("rb")  # noqa: SIM115 - closed by the ``with`` below; an open error is the user's
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     with fh, bulk_mode(session):
-        return _import(session, settings, tenant, Path(path), fh, replace=replace, now=now, actor=actor)
+        rows, applied = apply_file(session, tenant, Path(path), fh, replace=replace, now=now)
+    result = ImportResult(tenant=tenant, file=Path(path).name, replace=replace, rows=rows, applied=applied)
+    if result.applied.rows_written >= BULK_ROWS:
+        refresh_planner_stats(session)  # the re-plan that follows joins the tables just filled
+    return result
+
+
+def audit(session: Session, result: ImportResult, now: datetime, actor: str) -> None:
+    session.connection().execute(
+        insert(AuditLog.__table__),  # type: ignore[attr-defined]
+        [{"at": now, "tenant": result.tenant, "actor": actor, "action": "enrollments_imported",
+          "subject": result.file, "detail": result.summary()}],
+    )
 
 
 def apply_file(
@@ -396,45 +399,3 @@ def apply_file(
             return 0
 
         return reading.rows, apply_staged(st, tenant, head, now, source=SOURCE, replace=replace, load=learner_lists)
-
-
-def _import(
-    session: Session,
-    settings: Settings,
-    tenant: str,
-    path: Path,
-    fh: BinaryIO,
-    *,
-    replace: bool,
-    now: datetime,
-    actor: str,
-) -> ImportResult:
-    from licsync import reconcile
-    from licsync.sync import apply_guarded
-
-    rows, applied = apply_file(session, tenant, path, fh, replace=replace, now=now)
-    result = ImportResult(tenant=tenant, file=path.name, replace=replace, rows=rows, applied=applied)
-    if result.applied.rows_written >= BULK_ROWS:
-        refresh_planner_stats(session)  # the re-plan below joins the tables just filled
-    if result.applied.affected:
-        plan = reconcile.plan_for(session, tenant, result.applied.affected, now)  # sorted already
-        result.hold_id, result.hold_reason = apply_guarded(session, settings, tenant, plan, now, actor=actor)
-        result.seats_taken, result.seats_refused = len(plan.takes), len(plan.refused)
-        if result.hold_id:
-            result.frees_held = len(plan.frees)
-        else:
-            result.seats_freed = len(plan.frees)
-    session.connection().execute(
-        insert(AuditLog.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "at": now,
-                "tenant": tenant,
-                "actor": actor,
-                "action": "enrollments_imported",
-                "subject": result.file,
-                "detail": result.summary(),
-            }
-        ],
-    )
-    return result

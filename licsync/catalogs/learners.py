@@ -7,7 +7,8 @@ assignments are not training, so they stay.
 Order matters for the reason recorded on the freed seat: the learner-list entry goes first, the
 user is planned while their enrollments of that catalog are still present (so the planner sees
 "enrolled, but not on the learner list" and says ``removed_from_learner_list``), then the
-enrollments go and the plan is applied — all in the caller's transaction.
+enrollments go and the plan is applied — all in the caller's transaction
+(``licsync.service.remove_learner`` runs the steps: :func:`unlist`, plan, :func:`unenroll`, apply).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlmodel import Session
 
-from licsync.config import Settings
 from licsync.db.models import AuditLog, Catalog, Course, Enrollment, LearnerListEntry
 from licsync.errors import NotFound
 
@@ -68,19 +68,8 @@ class LearnerRemoval:
         return text
 
 
-def remove_learner(
-    session: Session,
-    settings: Settings,
-    tenant: str,
-    catalog_id: str,
-    user_id: str,
-    now: datetime,
-    actor: str = "cli",
-) -> LearnerRemoval:
-    """Remove ``user_id`` from the catalog's learner list and its learner enrollments; re-plan the user."""
-    from licsync import reconcile
-    from licsync.sync import apply_guarded
-
+def unlist(session: Session, tenant: str, catalog_id: str, user_id: str) -> str:
+    """Take the user off the catalog's learner list; returns the catalog's source (csv | odata)."""
     conn = session.connection()
     source = conn.execute(select(_CA.c.source).where(_CA.c.tenant == tenant, _CA.c.id == catalog_id)).scalar()
     if source is None:
@@ -88,38 +77,23 @@ def remove_learner(
     entry = (_L.c.tenant == tenant, _L.c.catalog_id == catalog_id, _L.c.user_id == user_id)
     if conn.execute(select(_L.c.user_id).where(*entry)).first() is None:
         raise NotFound(f"{user_id!r} is not on the learner list of catalog {catalog_id!r} (tenant {tenant})")
-
     conn.execute(delete(_L).where(*entry))
-    plan = reconcile.plan_for(session, tenant, [user_id], now)  # enrollments still present: see module doc
+    return str(source)
+
+
+def unenroll(session: Session, tenant: str, catalog_id: str, user_id: str) -> int:
+    """Remove the user's learner enrollments in the catalog; returns how many went."""
     courses = select(_CO.c.id).where(_CO.c.tenant == tenant, _CO.c.catalog_id == catalog_id)
-    removed = conn.execute(
+    return int(session.connection().execute(
         delete(_E).where(
             _E.c.tenant == tenant, _E.c.user_id == user_id, _E.c.role == "learner", _E.c.course_id.in_(courses)
         )
-    ).rowcount
-    hold_id, _why = apply_guarded(session, settings, tenant, plan, now, actor=actor)
-    free = next((c for c in plan.frees if c.holder == user_id), None)
-    result = LearnerRemoval(
-        tenant=tenant,
-        catalog_id=catalog_id,
-        user_id=user_id,
-        enrollments_removed=removed,
-        seat_freed=free is not None and hold_id is None,
-        reason=str(free.reason) if free else None,
-        hold_id=hold_id,
-        catalog_source=source,
-    )
-    conn.execute(
+    ).rowcount)
+
+
+def audit(session: Session, result: LearnerRemoval, now: datetime, actor: str) -> None:
+    session.connection().execute(
         insert(AuditLog.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "at": now,
-                "tenant": tenant,
-                "actor": actor,
-                "action": "learner_removed",
-                "subject": user_id,
-                "detail": result.summary(),
-            }
-        ],
+        [{"at": now, "tenant": result.tenant, "actor": actor, "action": "learner_removed",
+          "subject": result.user_id, "detail": result.summary()}],
     )
-    return result

@@ -1,4 +1,4 @@
-"""``licsync import enrollments`` and ``licsync catalog remove-learner``: parse, call, print."""
+"""``licsync import enrollments|activations`` and ``licsync catalog remove-learner``: parse, call, print."""
 
 from __future__ import annotations
 
@@ -33,14 +33,42 @@ def import_enrollments_cmd(
     Header: catalog_id,catalog_name,course_id,course_title,course_status,
     user_id,user_principal_name,role,enrolled_at,expires_at (one line).
     """
-    from licsync.catalogs.csv_import import import_enrollments
     from licsync.db import session_scope
+    from licsync.service import import_enrollments
 
     c = ctx_of(ctx)
     settings = c.settings
     settings.get_tenant(tenant)
     with session_scope(c.engine()) as session:
         result = import_enrollments(session, settings, tenant, file, replace=replace, now=c.now())
+    if as_json:
+        emit_json(result.summary())
+    else:
+        typer.echo(result.line())
+
+
+@import_app.command("activations")
+def import_activations_cmd(
+    ctx: typer.Context,
+    tenant: TenantOpt,
+    file: Annotated[Path, typer.Argument(help="CSV file: user_id,display_name,product,activated_at,deactivated_at")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="The file is the whole truth: deactivate accounts absent from it.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import add-on accounts that count on activation (Flow365); each holds a seat until deactivated.
+
+    Header: user_id,display_name,product,activated_at,deactivated_at (dates ISO-8601; an empty
+    deactivated_at means active). A bad file is refused whole, each problem with its line.
+    """
+    from licsync.db import session_scope
+    from licsync.service import import_activations
+
+    c = ctx_of(ctx)
+    c.settings.get_tenant(tenant)
+    with session_scope(c.engine()) as session:
+        result = import_activations(session, c.settings, tenant, file, replace=replace, now=c.now())
     if as_json:
         emit_json(result.summary())
     else:
@@ -56,8 +84,8 @@ def remove_learner_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove a user from a catalog's learner list, and so from all of its training."""
-    from licsync.catalogs.learners import remove_learner
     from licsync.db import session_scope
+    from licsync.service import remove_learner
 
     c = ctx_of(ctx)
     settings = c.settings

@@ -56,7 +56,7 @@ def import_activity_cmd(ctx: typer.Context, tenant: TenantOpt, file: FileArg, as
 
     Header: activity_id,user_id,first_name,last_name,email,content_id,content_title,occurred_at
     """
-    from licsync.seat_models.access_store import import_activity
+    from licsync.service import import_activity
 
     c, scope = _session(ctx, tenant)
     with scope as s:
@@ -74,7 +74,7 @@ def import_roles_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Give (and with --replace take) roles; each role takes its pools' seats or is refused. Header: user_id,role"""
-    from licsync.seat_models.role_store import import_roles
+    from licsync.service import import_roles
 
     c, scope = _session(ctx, tenant)
     with scope as s:
@@ -112,7 +112,7 @@ def import_users_cmd(
     With --sync, every user absent from the file is deleted with their enrollments, and their seats
     are freed behind the mass-free guard. Without it, prints who would be deleted and changes nothing.
     """
-    from licsync.seat_models.live_store import sync_users
+    from licsync.service import sync_users
 
     c, scope = _session(ctx, tenant)
     with scope as s:
@@ -234,11 +234,12 @@ def report_users(ctx: typer.Context, tenant: TenantOpt) -> None:
 @report_app.command("model")
 def report_model(ctx: typer.Context, tenant: TenantOpt, as_json: JsonOpt = False) -> None:
     """What the tenant's seat model adds to status: reuses, overage tier, upgrade, billing or pools."""
-    from licsync.seat_models.dispatch import status_block
+    from licsync.seat_models.models import for_tenant
 
     c, scope = _session(ctx, tenant)
     with scope as s:
-        block = status_block(s, c.settings, tenant, c.now())
+        terms, model = for_tenant(s, tenant)
+        block = model.status_block(s, c.settings, tenant, terms, c.now())
     if as_json:
         emit_json(block)
         return

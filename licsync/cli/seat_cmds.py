@@ -61,12 +61,12 @@ def sync(
     if as_json:
         out = result.summary()
         out["hold_reason"] = result.hold_reason
-        out["changes"] = changes_as_rows(result.plan.changes())
+        out["changes"] = changes_as_rows(result)
         emit_json(out)
         return
     if dry_run:
-        for ch in result.plan.changes()[:200]:
-            typer.echo(f"would: {ch.sentence}")
+        for row in changes_as_rows(result)[:200]:  # in the words of the tenant's seat model
+            typer.echo(f"would: {row['sentence']}")
         if len(result.plan.changes()) > 200:
             typer.echo(f"… and {len(result.plan.changes()) - 200} more changes")
         if result.hold_reason:
@@ -113,7 +113,12 @@ def explain(ctx: typer.Context, tenant: TenantOpt, user_id: str, as_json: JsonOp
     seat = "holds a seat" if data["holds_seat"] else "holds no seat"
     lic = "licensed" if data["licensed"] else "NOT licensed"
     since = f" since {data['since']}" if data.get("since") else ""
-    typer.echo(f"{user_id}: {seat}{since}; {lic} — {data['sentence']}")
+    who = data["user_id"] if data["user_id"] == user_id else f"{user_id} ({data['user_id']})"
+    typer.echo(f"{who}: {seat}{since}; {lic} ({data['reason']}) — {data['sentence']}")
+    rule_since = f" since {data['seat_reason_since']}" if data.get("seat_reason_since") else ""
+    typer.echo(f"  seat rule ({data['model']}): {data['seat_reason']}{rule_since} — {data['seat_sentence']}")
+    if data.get("freed_at"):
+        typer.echo(f"  last seat freed {data['freed_at']} ({data.get('freed_reason')})")
 
 
 @app.command("holds")

@@ -80,8 +80,7 @@ def activate(
     key: Annotated[str, typer.Argument(help="The signed key, or - to read it from stdin.")],
 ) -> None:
     """Verify a subscription key and make it active on this tenant (deactivating it elsewhere)."""
-    from licsync import hooks
-    from licsync.subscriptions import registry
+    from licsync.service import activate as activate_key
 
     c = ctx_of(ctx)
     settings = c.settings
@@ -89,6 +88,5 @@ def activate(
     text = sys.stdin.read() if key == "-" else key
     now = c.now()
     with db.session_scope(c.engine()) as s:
-        result = registry.activate(s, tenant, text, settings.vendor.public_key, now, actor="cli")
-        hooks.on_activation(s, settings, result, now)
+        result = activate_key(s, settings, tenant, text, now, actor="cli")
     typer.echo(result.sentence)

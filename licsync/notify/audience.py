@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlmodel import Session, select
 
+from licsync import ledger
 from licsync.db.models import Catalog, NotificationMark
 from licsync.notify.outbox import unique_addresses
+from licsync.subscriptions import registry
 
 if TYPE_CHECKING:
     from licsync.config import Settings, TenantConfig
@@ -80,22 +82,17 @@ class Figures:
                 "overage": self.overage, "usage_pct": None if pct is None else round(pct, 1)}
 
 
-def load_figures(session: Session, tenant: str) -> Figures:
-    """Read the tenant's current figures (after the cycle applied its plan, in its session)."""
-    from licsync import reconcile
-    from licsync.subscriptions import registry
-
+def load_figures(session: Session, tenant: str, *, purchased: int, consumed: int) -> Figures:
+    """The tenant's figures for a message: ``purchased`` and ``consumed`` are the seat model's
+    (``SeatModel.figures``, read once by the step that announces), the rest is read here."""
     found = registry.active_subscription(session, tenant)
     terms = found[1] if found is not None else None
-    per_catalog = reconcile.catalog_consumed(session, tenant)
+    per_catalog = ledger.catalog_consumed(session, tenant)
     names = {c.id: c.name for c in session.exec(select(Catalog).where(Catalog.tenant == tenant))}
     ids = sorted(set(names) | set(per_catalog))
     catalogs = tuple(CatalogFigure(cid, names.get(cid) or cid, per_catalog.get(cid, 0)) for cid in ids)
-    consumed = reconcile.consumed(session, tenant)
     if terms is None:
         return Figures(tenant=tenant, purchased=0, consumed=consumed, catalogs=catalogs)
-    limits = reconcile.current_limits(session, tenant)  # the key's seats, or a tier upgrade's
-    purchased = limits.seats if limits is not None else terms.seats
     return Figures(tenant=tenant, purchased=purchased, consumed=consumed, catalogs=catalogs,
                    subscription_id=terms.id, customer=terms.customer, seats=terms.seats,
                    starts_at=terms.starts_at, ends_at=terms.ends_at, grace_days=terms.grace_days)

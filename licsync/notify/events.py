@@ -42,13 +42,13 @@ from licsync.notify.audience import (
     Figures,
     audiences,
     get_mark,
-    load_figures,
     mark_name,
     set_mark,
     tenant_config,
 )
 from licsync.notify.outbox import enqueue, idempotency_key, unique_addresses
 from licsync.notify.render import render
+from licsync.subscriptions import registry
 
 if TYPE_CHECKING:
     from licsync.config import Settings
@@ -112,17 +112,16 @@ def _announce(
 
 
 def on_change(session: Session, settings: Settings, tenant: str, *, transitions: Sequence[Transition],
-              now: datetime, figures: Figures | None = None) -> int:
+              now: datetime, figures: Figures) -> int:
     """Grace transitions and reminders, thresholds and expiry warnings, after anything that may move them.
 
     Call in the same session after ``registry.evaluate_grace`` returned ``transitions``: after a
     cycle's apply, an approved hold, an activation or renewal, or the between-cycles grace job.
-    ``figures`` defaults to :func:`load_figures`. Says nothing about the sync's health (see
+    ``figures`` are the step's (:func:`load_figures` with the seat model's figures). Says nothing
+    about the sync's health (see
     :func:`on_cycle`), so the grace job cannot announce a recovery that did not happen.
     """
-    from licsync.subscriptions import registry
-
-    f = figures if figures is not None else load_figures(session, tenant)
+    f = figures
     n = grace_transitions(session, settings, tenant, f, transitions, now)
     if f.subscription_id is not None:
         n += grace_reminders(session, settings, tenant, f, registry.grace_record(session, tenant, f.subscription_id),
@@ -133,7 +132,7 @@ def on_change(session: Session, settings: Settings, tenant: str, *, transitions:
 
 
 def on_cycle(session: Session, settings: Settings, tenant: str, *, transitions: Sequence[Transition],
-             now: datetime, figures: Figures | None = None, hold_id: str | None = None) -> int:
+             now: datetime, figures: Figures, hold_id: str | None = None) -> int:
     """Everything a *successful* sync cycle announces: :func:`on_change`, a held mass free, recovery.
 
     Call after the plan is applied and ``registry.evaluate_grace`` ran, in the cycle's session.

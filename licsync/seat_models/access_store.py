@@ -9,7 +9,8 @@
   seat is never freed within its period; when the period is over (a renewed key starts a new one)
   the previous period's seats are released as ``license_period_ended``. That release follows the
   subscription's calendar, not a read of data, so it bypasses the mass-free guard, which exists
-  to stop frees caused by partial or wrong data; takes go through ``apply_guarded``.
+  to stop frees caused by partial or wrong data (``SeatModel.follow_up``); takes are planned by the
+  ``first_access`` model and applied by ``licsync.reseat`` after an ingest.
 * Candidate duplicates are refreshed after each ingest, among the period's consumed activity ids.
 """
 
@@ -24,7 +25,6 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session, col
 
-from licsync import reconcile
 from licsync.config import Settings
 from licsync.db.models import AuditLog, DirectoryUser, Seat
 from licsync.db.models_seat_models import DuplicateCandidate, FirstAccessConsumption, LearnerActivity
@@ -117,7 +117,6 @@ def record_launches(session: Session, settings: Settings | None, tenant: str, la
         conn.execute(update(_FA).where(_FA.c.tenant == tenant, _period(terms), _FA.c.activity_id == x.activity_id)
                      .values(content_id=x.content_id, content_title=x.content_title,
                              first_access_at=x.first_access_at))
-    mirror_seats(session, settings, tenant, now, actor=actor)
     result.new_candidates = refresh_duplicates(session, tenant, now)
     result.figures = figures(session, tenant, now)
     conn.execute(insert(AuditLog.__table__), [{  # type: ignore[attr-defined]
@@ -216,26 +215,6 @@ def plan_for(session: Session, tenant: str, terms: Terms, now: datetime) -> tupl
     return (Plan(frees=frees, consumed_before=before, considered=len(frees), now=now),
             Plan(takes=takes, consumed_before=before - len(frees), considered=len(takes), now=now))
 
-
-def mirror_seats(session: Session, settings: Settings | None, tenant: str, now: datetime, *,
-                 cycle_id: int | None = None, actor: str = "licsync") -> tuple[int, int]:
-    """Make the open seats the current period's consumption. Returns (taken, freed)."""
-    from licsync.sync import apply_guarded
-
-    found = registry.active_subscription(session, tenant)
-    if found is None or found[1].policy != "first_access":
-        return 0, 0
-    frees, takes = plan_for(session, tenant, found[1], now)
-    if not (frees.frees or takes.takes):
-        return 0, 0
-    if frees.frees:
-        reconcile.apply_plan(session, tenant, frees, now, cycle_id=cycle_id, actor=actor)
-    if settings is not None:
-        apply_guarded(session, settings, tenant, takes, now, cycle_id=cycle_id, actor=actor)
-    else:
-        reconcile.apply_plan(session, tenant, takes, now, cycle_id=cycle_id, actor=actor)
-        registry.evaluate_grace(session, tenant, reconcile.consumed(session, tenant), now, cycle_id=cycle_id)
-    return len(takes.takes), len(frees.frees)
 
 
 # --------------------------------------------------------------------------- duplicates and reports

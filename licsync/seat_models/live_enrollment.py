@@ -15,7 +15,8 @@ enrollments stay (the completion records are kept), so setting a later expiry ta
 Reuses (``reuse_limit``, default 3, per license year). A seat is *reused* when a new unique user
 becomes active in the place of one who left. licsync counts, per license year, the unique users
 who held a seat at some time in it (``handed``); the first ``seats`` of them filled the seats, and
-every one after that is a reuse: ``reuses = max(0, handed - seats)``. The year allows
+every one after that is a reuse: ``reuses = max(0, handed - max(seats, peak))`` (users beyond the
+seats during an overage are overage, not reuses). The year allows
 ``seats × reuse_limit`` reuses, so at most ``seats × (1 + reuse_limit)`` unique users — with the
 seed's 1,000 seats and reuse limit 3: the first cohort of 1,000 and three more. A user who comes
 back in the same year (a new enrollment after expiry) is not a new unique user and uses no reuse.
@@ -84,10 +85,13 @@ class ReuseFigures:
     seats: int
     reuse_limit: int
     handed: int  # unique users who held a seat at some time in the license year
+    peak: int = 0  # the most seats held at once in the year: users beyond ``seats`` were overage
 
     @property
     def reuses(self) -> int:
-        return max(0, self.handed - self.seats)
+        """Replacements: unique users beyond the most that ever held seats at once. Three users on
+        two seats with nobody leaving are an overage of one, not a reuse."""
+        return max(0, self.handed - max(self.seats, self.peak))
 
     @property
     def allowance(self) -> int:
@@ -139,6 +143,7 @@ def plan(
     handed_this_year: int,
     terms: LiveTerms,
     now: datetime,
+    peak: int = 0,
 ) -> Plan:
     """The seats to take and free. ``handed_this_year`` counts the year's unique users so far.
 
@@ -160,7 +165,7 @@ def plan(
     frees.sort(key=lambda c: c.holder)
     room = terms.seats - (consumed_before - len(frees)) if terms.overage == "block" else None
     handed = handed_this_year
-    most = terms.seats * (1 + terms.reuse_limit)
+    most = max(terms.seats, peak) + terms.seats * terms.reuse_limit  # overage users are not reuses
     granted: list[SeatChange] = []
     refused: list[SeatChange] = []
     for h, reason in takes:

@@ -1,6 +1,6 @@
 """Database adapter of the ``live_enrollment`` model: load its facts, plan, and the user sync CSV.
 
-``plan_for`` plays the part of ``licsync.reconcile.plan_for`` for a ``live_enrollment``
+``plan_for`` plays the part of ``enrollment_store.plan_for`` for a ``live_enrollment``
 subscription: besides the users a cycle or an import touched, it always re-plans the seat holders
 whose last live enrollment expired and the users whose enrollment is live but who hold no seat —
 an enrollment expires with the clock, not with a change anyone could see.
@@ -20,12 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlmodel import Session
 
-from licsync import reconcile
-from licsync.config import Settings
-from licsync.db.models import AuditLog, Catalog, Course, DirectoryUser, Enrollment, LearnerListEntry, Seat
+from licsync import ledger
+from licsync.db.models import Catalog, Course, DirectoryUser, Enrollment, LearnerListEntry, Seat
 from licsync.db.models_seat_models import SubscriptionUpgrade
 from licsync.errors import InputError
 from licsync.seat_models import live_enrollment as live
@@ -47,24 +46,6 @@ USERS_HEADER = ("user_id", "user_principal_name")
 # --------------------------------------------------------------------------- seats and reuses
 
 
-def upgraded_seats(session: Session, tenant: str, subscription_id: str, year_start: datetime) -> int | None:
-    """The seats an automatic upgrade moved this license year to, if any."""
-    return (
-        session.connection()
-        .execute(
-            select(func.max(_UP.c.to_seats)).where(
-                _UP.c.tenant == tenant, _UP.c.subscription_id == subscription_id, _UP.c.year_start == year_start
-            )
-        )
-        .scalar_one_or_none()
-    )
-
-
-def effective_seats(session: Session, tenant: str, terms: Terms) -> int:
-    """The key's seats, or the tier an automatic upgrade moved this license year to."""
-    return max(terms.seats, upgraded_seats(session, tenant, terms.id, terms.starts_at) or 0)
-
-
 def _in_year(terms: Terms) -> Any:
     return and_(_S.c.acquired_at < terms.ends_at, or_(_S.c.released_at.is_(None), _S.c.released_at > terms.starts_at))
 
@@ -75,10 +56,16 @@ def handed_this_year(session: Session, tenant: str, terms: Terms) -> int:
     return int(session.connection().execute(q).scalar_one())
 
 
-def reuse_figures(session: Session, tenant: str, terms: Terms) -> live.ReuseFigures:
-    return live.ReuseFigures(
-        effective_seats(session, tenant, terms), terms.reuse_limit, handed_this_year(session, tenant, terms)
-    )
+def peak_this_year(session: Session, tenant: str, terms: Terms, now: datetime) -> int:
+    """The most seats held at once in the license year so far (the daily ledger, and now)."""
+    return max(ledger.peak_consumed(session, tenant, terms.starts_at, min(now, terms.ends_at)),
+               ledger.consumed(session, tenant))
+
+
+def reuse_figures(session: Session, tenant: str, terms: Terms, seats: int, now: datetime) -> live.ReuseFigures:
+    """``seats``: the purchased seats (``SeatModel.limits``, a tier upgrade included)."""
+    return live.ReuseFigures(seats, terms.reuse_limit, handed_this_year(session, tenant, terms),
+                             peak_this_year(session, tenant, terms, now))
 
 
 # --------------------------------------------------------------------------- facts
@@ -189,21 +176,24 @@ def load_holders(session: Session, tenant: str, ids: list[str], terms: Terms) ->
     ]
 
 
-def plan_for(session: Session, tenant: str, terms: Terms, ids: Iterable[str] | None, now: datetime) -> Plan:
-    """Plan the seats of the ``live_enrollment`` model (``ids`` None: a full reconcile)."""
+def plan_for(session: Session, tenant: str, terms: Terms, ids: Iterable[str] | None, now: datetime, *,
+             consumed: int, seats: int) -> Plan:
+    """Plan the seats of the ``live_enrollment`` model (``ids`` None: a full reconcile). ``consumed``
+    and ``seats`` (purchased, a tier upgrade included) are the step's figures, read once."""
     source = candidate_ids(session, tenant, ids, now)
-    lt = live.LiveTerms(effective_seats(session, tenant, terms), terms.overage, terms.reuse_limit)
+    lt = live.LiveTerms(seats, terms.overage, terms.reuse_limit)
 
     def holders() -> Iterator[live.LiveHolder]:
-        for chunk in reconcile.chunks(source):
+        for chunk in ledger.chunks(source):
             yield from load_holders(session, tenant, chunk, terms)
 
     return live.plan(
         holders(),
-        consumed_before=reconcile.consumed(session, tenant),
+        consumed_before=consumed,
         handed_this_year=handed_this_year(session, tenant, terms),
         terms=lt,
         now=now,
+        peak=peak_this_year(session, tenant, terms, now),
     )
 
 
@@ -290,12 +280,10 @@ def platform_users(session: Session, tenant: str) -> list[tuple[str, str | None]
 
 
 def sync_users(
-    session: Session, settings: Settings, tenant: str, path: Path, *, apply: bool, now: datetime, actor: str = "cli"
+    session: Session, tenant: str, path: Path, *, apply: bool, now: datetime
 ) -> UserSyncResult:
-    """Delete the users absent from the file (``apply``), or say who would be deleted."""
-    from licsync.seat_models import dispatch
-    from licsync.sync import apply_guarded
-
+    """Delete the enrollments of the users absent from the file (``apply``), or say who would be
+    deleted. The caller re-plans ``result.deleted`` (``licsync.service.sync_users``)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -309,7 +297,7 @@ def sync_users(
     )
     conn = session.connection()
     courses, odata = _csv_courses(tenant)
-    for chunk in reconcile.chunks(result.deleted):
+    for chunk in ledger.chunks(result.deleted):
         result.enrollments_removed += int(
             conn.execute(
                 select(func.count())
@@ -321,29 +309,7 @@ def sync_users(
         )
     if not apply or not result.deleted:
         return result
-    for chunk in reconcile.chunks(result.deleted):
+    for chunk in ledger.chunks(result.deleted):
         conn.execute(delete(_E).where(_E.c.tenant == tenant, _E.c.user_id.in_(chunk), _E.c.course_id.in_(courses)))
         conn.execute(delete(_L).where(_L.c.tenant == tenant, _L.c.user_id.in_(chunk), _L.c.catalog_id.not_in(odata)))
-    p = dispatch.plan_for(session, tenant, result.deleted, now)
-    if p is None:
-        p = reconcile.plan_for(session, tenant, result.deleted, now)
-    result.hold_id, result.hold_reason = apply_guarded(session, settings, tenant, p, now, actor=actor)
-    if result.hold_id:
-        result.frees_held = len(p.frees)
-    else:
-        result.seats_freed = len(p.frees)
-    dispatch.after_apply(session, settings, tenant, now)
-    conn.execute(
-        insert(AuditLog.__table__),
-        [
-            {  # type: ignore[attr-defined]
-                "at": now,
-                "tenant": tenant,
-                "actor": actor,
-                "action": "users_synced",
-                "subject": result.file,
-                "detail": result.summary(),
-            }
-        ],
-    )
     return result

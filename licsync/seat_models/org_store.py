@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlmodel import Session
 
-from licsync import reconcile
+from licsync import ledger
 from licsync.db.models import AuditLog, Course, Enrollment, LearnerListEntry, Seat
 from licsync.db.models_seat_models import Organisation, OrgCatalog
 from licsync.errors import InputError
@@ -83,7 +83,7 @@ def load_orgs(session: Session, tenant: str) -> list[org_rules.Org]:
 
 def holders_by_catalog(session: Session, tenant: str, now: datetime) -> dict[str, set[str]]:
     """Per catalog, the seat holders with a live enrollment in it (course not deleted, on the list)."""
-    q = reconcile.counting_catalogs(tenant, None).where(or_(_E.c.expires_at.is_(None), _E.c.expires_at > now))
+    q = ledger.counting_catalogs(tenant, None).where(or_(_E.c.expires_at.is_(None), _E.c.expires_at > now))
     out: dict[str, set[str]] = defaultdict(set)
     for cat, holder in session.connection().execute(q):
         out[cat].add(holder)

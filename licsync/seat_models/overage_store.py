@@ -8,7 +8,7 @@ in the caller's transaction:
 * one audit row per event — ``overage_minor``, ``overage_major``, ``overage_ended``,
   ``subscription_upgraded``, ``upgrade_unavailable`` — whose ``detail`` carries the figures;
 * an automatic upgrade in ``subscription_upgrade``: from then on the tenant's effective seats are
-  the new tier's (``live_store.effective_seats``) for the rest of that license year.
+  the new tier's (``ledger.purchased_seats``) for the rest of that license year.
 
 It returns the events; the notifications hook turns ``overage_minor``/``overage_major`` into mail
 (``licsync.notify.events.overage``). Holidays come from ``[seats] holidays`` when configured.
@@ -21,12 +21,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from licsync import reconcile
+from licsync import ledger
 from licsync.config import Settings
 from licsync.db.models import AuditLog
 from licsync.db.models_seat_models import OverageTierState, SubscriptionUpgrade
 from licsync.errors import ConfigError
-from licsync.seat_models import live_store
 from licsync.seat_models import overage as tiers
 from licsync.seat_models.business_days import BusinessCalendar
 from licsync.subscriptions import registry
@@ -79,8 +78,8 @@ def evaluate_overage(session: Session, settings: Settings | None, tenant: str, n
         return []
     row = session.get(OverageTierState, (tenant, terms.id), with_for_update=True)
     before = _state(row)
-    seats = live_store.effective_seats(session, tenant, terms)
-    consumed = reconcile.consumed(session, tenant)
+    seats = ledger.purchased_seats(session, tenant, terms)
+    consumed = ledger.consumed(session, tenant)
     after, events, _seats_after = tiers.step(before, consumed=consumed, seats=seats, ladder=_ladder(terms),
                                              starts_at=terms.starts_at, ends_at=terms.ends_at, now=now,
                                              cal=calendar(settings))
@@ -116,8 +115,8 @@ def upgrades(session: Session, tenant: str, terms: Terms) -> list[dict[str, Any]
 def tier_status(session: Session, settings: Settings | None, tenant: str, terms: Terms,
                 now: datetime) -> dict[str, Any]:
     """The ``tier`` and ``upgrade`` blocks of a ``live_enrollment`` / ``tiered`` status (read-only)."""
-    seats = live_store.effective_seats(session, tenant, terms)
-    consumed = reconcile.consumed(session, tenant)
+    seats = ledger.purchased_seats(session, tenant, terms)
+    consumed = ledger.consumed(session, tenant)
     row = session.get(OverageTierState, (tenant, terms.id))
     state = _state(row)
     v = tiers.view(consumed, seats, state.since, now, calendar(settings))

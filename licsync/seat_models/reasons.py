@@ -26,6 +26,9 @@ class ModelReason(StrEnum):
     ROLE_REMOVED = "role_removed"  # free: no remaining role of the user needs the pool
     POOL_FULL = "pool_full"  # refuse: every seat of the pool is assigned
     POOL_NOT_LICENSED = "pool_not_licensed"  # refuse: the subscription has no such pool
+    NO_POOL_ROLE = "no_pool_role"  # none: no role of the user needs a pool seat
+    # first_access
+    NOT_YET_ACCESSED = "not_yet_accessed"  # none yet: the first launch in the period takes the seat
 
 
 SENTENCES: dict[ModelReason, str] = {
@@ -40,6 +43,10 @@ SENTENCES: dict[ModelReason, str] = {
     ModelReason.ROLE_REMOVED: "no remaining role of the user needs a seat of this pool",
     ModelReason.POOL_FULL: "every seat of the pool is assigned; free one or buy more",
     ModelReason.POOL_NOT_LICENSED: "the subscription has no seats in this pool",
+    ModelReason.NO_POOL_ROLE: "no role of the user needs a pool seat (roles come from `licsync import roles` and "
+    "the [roles] mapping)",
+    ModelReason.NOT_YET_ACCESSED: "the learner has not interacted with content in this license period yet; "
+    "the first launch takes a seat",
 }
 
 

@@ -243,12 +243,17 @@ def current_grace(session: Session, tenant: str, now: datetime) -> GraceRecord:
 
 
 def evaluate_grace(session: Session, tenant: str, consumed: int, now: datetime,
-                   cycle_id: int | None = None) -> list[Transition]:
-    """Run the grace machine for the tenant's active subscription; store the record, audit each transition."""
+                   cycle_id: int | None = None, seats: int | None = None) -> list[Transition]:
+    """Run the grace machine for the tenant's active subscription; store the record, audit each transition.
+
+    ``consumed`` and ``seats`` are the seat model's figures (``seats``: purchased, a tier upgrade or
+    the sum of pools included; None: the key's)."""
     found = active_subscription(session, tenant)
     if found is None:
         return []
     _row, terms = found
+    if seats is not None and seats != terms.seats:
+        terms = replace(terms, seats=seats)
     stored = session.get(GraceState, (tenant, terms.id), with_for_update=True)
     before = _record(stored)
     after, transitions = grace_mod.evaluate(terms, consumed, before, now)

@@ -20,8 +20,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from licsync.errors import InputError
+from licsync.subscriptions.policies import policies
 
-POLICIES = ("enrollment", "live_enrollment", "first_access", "role")
+POLICIES = policies()  # the built-in policies; a registered seat model adds its own (seat_models.names)
 OVERAGES = ("grace", "block", "tiered", "bill")
 EXTRAS = ("reuse_limit", "tiers", "pools")
 DEFAULT_REUSE_LIMIT = 3
@@ -163,8 +164,8 @@ def _check(t: Terms) -> list[str]:
             dates_ok = False
     if dates_ok and t.ends_at <= t.starts_at:
         p.append(f"ends_at ({_iso(t.ends_at)}) must be after starts_at ({_iso(t.starts_at)})")
-    if t.policy not in POLICIES:
-        p.append(f"policy must be one of {', '.join(POLICIES)} (got {t.policy!r})")
+    if t.policy not in policies():
+        p.append(f"policy must be one of {', '.join(policies())} (got {t.policy!r})")
     if t.overage not in OVERAGES:
         p.append(f"overage must be one of {', '.join(OVERAGES)} (got {t.overage!r})")
     if not _is_int(t.grace_days) or not 0 <= t.grace_days <= 365:

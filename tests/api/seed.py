@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from licsync import reconcile, tokens
+from licsync import ledger, tokens
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import (
@@ -101,7 +101,7 @@ def seed(engine: Engine, now: datetime = NOW, *, contoso_seats: int = 10, extra_
         s.add_all(_users("fabrikam", [("u-fay", "Fay Fabrikam", ["cat-f"])], course_of, now))
         s.flush()
         for tenant in ("contoso", "fabrikam"):  # per-catalog counts are kept by every apply; seeded seats too
-            reconcile.refresh_catalogs(s, tenant, None)
+            ledger.refresh_catalogs(s, tenant, None)
         s.add(DirectoryUser(tenant="contoso", id="u-gone", upn="gone@contoso.example", display_name="Gone Person",
                             account_enabled=False, deleted="none"))
         s.add(Seat(tenant="contoso", holder="u-gone", acquired_at=now - timedelta(days=50),

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
-from licsync.catalogs.csv_import import HEADER, ImportResult, import_enrollments
+from licsync.catalogs.csv_import import HEADER, ImportResult
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import (
@@ -24,6 +24,7 @@ from licsync.db.models import (
     LearnerListEntry,
     Seat,
 )
+from licsync.service import import_enrollments
 
 TENANT = "contoso"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from licsync.catalogs.learners import LearnerRemoval, remove_learner
+from licsync.catalogs.learners import LearnerRemoval
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import AuditLog, Enrollment, LearnerListEntry
 from licsync.errors import NotFound
+from licsync.service import remove_learner
 from tests.catalogs.conftest import NOW, TENANT, freed, open_seats, row, rows_of, run_import, snapshot_tables, write_csv
 
 

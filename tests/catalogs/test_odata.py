@@ -10,14 +10,13 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from licsync import reconcile
+from licsync import reseat
 from licsync.catalogs.emulator import LmsEmulator
 from licsync.catalogs.odata import ODataSource, pull
 from licsync.config import Settings, TenantConfig
 from licsync.db import session_scope
 from licsync.db.models import Course, Enrollment
 from licsync.errors import ConfigError, PermanentError, TransientError
-from licsync.sync import apply_guarded
 from tests.catalogs.conftest import NOW, TENANT, freed, open_seats, rows_of, snapshot_tables
 
 
@@ -63,7 +62,7 @@ def cycle(engine: Engine, settings: Settings, cfg: TenantConfig, sleep: Sleeps |
     with session_scope(engine) as s:
         affected = pull(s, settings, cfg, NOW, sleep=sleep if sleep is not None else Sleeps())
         if affected:
-            apply_guarded(s, settings, TENANT, reconcile.plan_for(s, TENANT, sorted(affected), NOW), NOW)
+            reseat.reseat(s, settings, TENANT, sorted(affected), NOW)
     return affected
 
 

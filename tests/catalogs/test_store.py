@@ -35,15 +35,13 @@ def lms_snapshot(*users: str, status: str = "published") -> CatalogSnapshot:
 
 def seed_odata_catalog(engine: Engine, *users: str) -> None:
     """An OData-fed catalog with these learners, seats planned as a sync cycle would."""
-    from licsync import reconcile
     from tests.catalogs.conftest import make_settings
 
     with session_scope(engine) as s:
         applied = apply_snapshot(s, TENANT, lms_snapshot(*users), NOW, source="odata", replace=True)
-        plan = reconcile.plan_for(s, TENANT, sorted(applied.affected), NOW)
-        from licsync.sync import apply_guarded
+        from licsync import reseat
 
-        apply_guarded(s, make_settings(), TENANT, plan, NOW)
+        reseat.reseat(s, make_settings(), TENANT, sorted(applied.affected), NOW)
 
 
 def apply(engine: Engine, snap: CatalogSnapshot, *, source: str = "odata", replace: bool = True) -> Applied:

@@ -32,13 +32,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from licsync import db, tokens
-from licsync.catalogs.csv_import import HEADER, import_enrollments
+from licsync.catalogs.csv_import import HEADER
 from licsync.cli import main
 from licsync.config import load_settings
 from licsync.csvfiles import FORMULA_PREFIXES
 from licsync.db import session_scope
 from licsync.db.models import Catalog, Course, DirectoryUser, Enrollment
 from licsync.errors import InputError
+from licsync.service import import_enrollments
 from tests.conftest import write_config
 from tests.faults import ledger
 from tests.faults.world import NOW, SOAK

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from licsync import hooks
+from licsync import reseat
 from licsync.cli import main
 from licsync.config import Settings
 from licsync.db import session_scope
@@ -106,7 +106,7 @@ def activate(engine: Engine, settings: Settings, key: str) -> InputError | None:
     try:
         with session_scope(engine) as s:
             result = registry.activate(s, "contoso", key, PUBLIC, NOW, actor="fuzz")
-            hooks.on_activation(s, settings, result, NOW)
+            reseat.after_activation(s, settings, result, NOW)
     except InputError as exc:
         assert str(exc).startswith("subscription key refused") or "subscription" in str(exc), exc
         assert snapshot(engine) == before, "a refused key wrote something"

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from licsync import db, reconcile
+from licsync import db, ledger, reseat
 from licsync.db.models import Catalog, Course, Enrollment, LearnerListEntry, MassFreeHold, Seat
 from licsync.notify import events
-from licsync.notify.audience import load_figures
 from licsync.notify.outbox import drain
 from licsync.notify.transports import SmtpTransport
 from licsync.subscriptions import keys, registry
@@ -34,7 +33,7 @@ def seed(s: Session, users: range) -> None:
                 s.add(Enrollment(tenant="contoso", course_id=course, user_id=uid, role="learner", enrolled_at=NOW))
                 s.add(LearnerListEntry(tenant="contoso", catalog_id=cid, user_id=uid, added_at=NOW))
     s.flush()
-    reconcile.refresh_catalogs(s, "contoso", None)  # seats written directly: bring per-catalog counts in step
+    ledger.refresh_catalogs(s, "contoso", None)  # seats written directly: bring per-catalog counts in step
 
 
 def test_cycle_and_activation_wiring(sqlite_engine: Engine, smtp: SmtpServer) -> None:
@@ -49,12 +48,13 @@ def test_cycle_and_activation_wiring(sqlite_engine: Engine, smtp: SmtpServer) ->
         """What a successful sync cycle (or, ``ok=False``, the between-cycles grace job) does."""
         before = len(smtp.messages)
         with db.session_scope(sqlite_engine) as s:
-            consumed = load_figures(s, "contoso").consumed
-            transitions = registry.evaluate_grace(s, "contoso", consumed, now)
+            figures = reseat.mail_figures(s, "contoso", now)
+            transitions = registry.evaluate_grace(s, "contoso", figures.consumed, now)
             if ok:
-                events.on_cycle(s, settings, "contoso", transitions=transitions, now=now, hold_id=hold_id)
+                events.on_cycle(s, settings, "contoso", transitions=transitions, now=now, hold_id=hold_id,
+                                figures=figures)
             else:
-                events.on_change(s, settings, "contoso", transitions=transitions, now=now)
+                events.on_change(s, settings, "contoso", transitions=transitions, now=now, figures=figures)
         asyncio.run(drain(sqlite_engine, settings, SmtpTransport("127.0.0.1", smtp.port), now))
         return smtp.messages[before:]
 
@@ -62,7 +62,7 @@ def test_cycle_and_activation_wiring(sqlite_engine: Engine, smtp: SmtpServer) ->
         registry.activate(s, "contoso", key, public, NOW)
         seed(s, range(0, 9))
     with Session(sqlite_engine) as s:
-        f = load_figures(s, "contoso")
+        f = reseat.mail_figures(s, "contoso", NOW)
     assert (f.purchased, f.consumed, f.subscription_id) == (10, 9, "SUB-9")
     assert {c.id: c.consumed for c in f.catalogs} == {"sales": 5, "safety": 6}
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from licsync import reconcile
+from licsync import reseat, service
 from licsync.db import session_scope
 from licsync.db.models_seat_models import LearnerActivity
 from licsync.errors import InputError
@@ -45,7 +45,7 @@ def rows_of(engine: Engine, model: Any) -> list[tuple[Any, ...]]:
 
 def imp(engine: Engine, path: Path, now: datetime = NOW) -> access_store.IngestResult:
     with session_scope(engine) as s:
-        return access_store.import_activity(s, make_settings(), TENANT, path, now)
+        return service.import_activity(s, make_settings(), TENANT, path, now)
 
 
 def report(engine: Engine) -> list[dict[str, Any]]:
@@ -79,7 +79,7 @@ def test_first_access_consumes_once_per_period_and_is_never_freed(
     assert report(engine)[0]["first_content"] == "Introduction" and len(report(engine)) == 3
     # A sync cycle (directory reconcile) does not free first-access seats: they are not directory seats.
     with session_scope(engine) as s:
-        p = reconcile.plan_for(s, TENANT, None, NOW)
+        p = reseat.plan(s, TENANT, None, NOW).plan
         assert p.frees == () and p.takes == ()
     with session_scope(engine) as s:
         st = tenant_status(s, TENANT, NOW)
@@ -145,14 +145,15 @@ def test_xapi_statements_are_ingested_like_launches(engine: Engine, vendor: tupl
     activate(engine, vendor, policy="first_access", seats=10, overage="bill", starts=START, ends=END, now=NOW)
     settings = make_settings()
     with session_scope(engine) as s:
-        r = access_store.ingest_statements(s, TENANT, [statement("x1", "2024-07-01T09:00:00Z"),
-                                                      statement("x1", "2024-07-02T09:00:00Z", "experienced"),
-                                                      statement("x2", "2024-07-01T10:00:00Z", "completed")], NOW,
-                                           settings=settings)
+        r = service.ingest_statements(s, settings, TENANT, [statement("x1", "2024-07-01T09:00:00Z"),
+                                                            statement("x1", "2024-07-02T09:00:00Z", "experienced"),
+                                                            statement("x2", "2024-07-01T10:00:00Z", "completed")],
+                                      NOW)
     assert (r.received, r.launches, r.ignored, r.consumed_new) == (3, 2, 1, 1)
     assert open_seats(engine) == {"x1": "first_access"}
     with session_scope(engine) as s, pytest.raises(InputError) as err:
-        access_store.ingest_statements(s, TENANT, [statement("x3", "2024-07-01T09:00:00Z"), {"verb": "?"}], NOW)
+        service.ingest_statements(s, settings, TENANT, [statement("x3", "2024-07-01T09:00:00Z"), {"verb": "?"}],
+                                  NOW)
     assert err.value.problems == ["statement 1: verb is missing"]
     assert open_seats(engine) == {"x1": "first_access"}  # the bad batch stored nothing
 

@@ -26,7 +26,8 @@ def test_live_enrollments_reuses_tiers_upgrade_orgs_and_the_sync_csv(cli: Cli) -
     model = cli.json("report", "model", "--tenant", "contoso")
     assert model["model"] == "live_enrollment" and model["tier"]["state"] == "major"  # 150 %
     assert model["upgrade"]["pending"]["to_seats"] == 4
-    assert model["reuse"] == {"reuse_limit": 1, "unique_users": 3, "reuses": 1, "allowance": 2, "left": 1,
+    # three users on two seats with nobody leaving: an overage of one, not a reuse (SPEC §1)
+    assert model["reuse"] == {"reuse_limit": 1, "unique_users": 3, "reuses": 0, "allowance": 2, "left": 2,
                               "beyond_limit": 0, "exceeded": False}
     # 24 hours after the major notice the next sync upgrades to the next tier, pro rata.
     cli("sync", "--tenant", "contoso", now="2026-03-03T12:00:00Z")

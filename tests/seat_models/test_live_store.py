@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from licsync import reconcile
-from licsync.catalogs.csv_import import HEADER, import_enrollments
+from licsync import ledger, reseat
+from licsync.catalogs.csv_import import HEADER
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import Enrollment
-from licsync.seat_models import dispatch, live_store, org_store, overage_store
-from licsync.service import approve_hold
-from licsync.sync import apply_guarded
+from licsync.seat_models import live_store, org_store, overage_store
+from licsync.seat_models.models import for_tenant
+from licsync.service import approve_hold, import_enrollments, sync_users
 from tests.seat_models.conftest import (
     NOW,
     TENANT,
@@ -31,6 +32,11 @@ from tests.seat_models.conftest import (
 )
 
 
+def model_status(s: Any, settings: Any, now: datetime) -> dict[str, Any]:
+    terms, model = for_tenant(s, TENANT)
+    return model.status_block(s, settings, TENANT, terms, now)
+
+
 def imp(engine: Engine, settings: Settings, path: Path, now: object = NOW, replace: bool = False) -> None:
     with session_scope(engine) as s:
         import_enrollments(s, settings, TENANT, path, replace=replace, now=now)  # type: ignore[arg-type]
@@ -39,8 +45,7 @@ def imp(engine: Engine, settings: Settings, path: Path, now: object = NOW, repla
 def cycle(engine: Engine, settings: Settings, now: object) -> None:
     """What a sync cycle does for the seats (incremental: nobody changed in the directory)."""
     with session_scope(engine) as s:
-        p = reconcile.plan_for(s, TENANT, [], now)  # type: ignore[arg-type]
-        apply_guarded(s, settings, TENANT, p, now)  # type: ignore[arg-type]
+        reseat.reseat(s, settings, TENANT, [], now)  # type: ignore[arg-type]
 
 
 def enrollments(engine: Engine) -> int:
@@ -72,9 +77,9 @@ def test_expiring_every_enrollment_frees_the_seat_and_keeps_the_records(
     cycle(engine, settings, NOW + timedelta(days=10))  # see test_a_changed_expiry_is_replanned_by_the_import
     assert open_seats(engine) == {"u1": "enrollment_live", "u2": "enrollment_live"}
     with session_scope(engine) as s:
-        terms = dispatch.terms_of(s, TENANT)
+        terms = for_tenant(s, TENANT)[0]
         assert terms is not None
-        assert live_store.reuse_figures(s, TENANT, terms).as_dict() == {
+        assert live_store.reuse_figures(s, TENANT, terms, terms.seats, NOW + timedelta(days=400)).as_dict() == {
             "reuse_limit": 3, "unique_users": 2, "reuses": 0, "allowance": 30, "left": 30, "beyond_limit": 0,
             "exceeded": False}
     # Applying the same inputs twice changes nothing the second time.
@@ -111,9 +116,9 @@ def test_reuses_beyond_the_limit_are_refused_or_flagged(
     else:
         assert seats == {"c": "reuse_limit_exceeded"}
     with session_scope(engine) as s:
-        terms = dispatch.terms_of(s, TENANT)
+        terms = for_tenant(s, TENANT)[0]
         assert terms is not None
-        r = live_store.reuse_figures(s, TENANT, terms)
+        r = live_store.reuse_figures(s, TENANT, terms, terms.seats, NOW + timedelta(days=400))
         assert (r.reuses, r.allowance, r.beyond_limit > 0) == (
             (1, 1, False) if outcome == "refused" else (2, 1, True))
 
@@ -127,11 +132,11 @@ def test_the_sync_csv_deletes_absent_users_behind_the_mass_free_guard(
     imp(engine, settings, write_rows(tmp_path / "e.csv", HEADER, [enrollment_row(u) for u in ("u1", "u2", "u3")]))
     users = write_rows(tmp_path / "users.csv", live_store.USERS_HEADER, [["u1", "u1@contoso.com"], ["zz", ""]])
     with session_scope(engine) as s:
-        preview = live_store.sync_users(s, settings, TENANT, users, apply=False, now=NOW)
+        preview = sync_users(s, settings, TENANT, users, apply=False, now=NOW)
     assert (preview.deleted, preview.unknown, preview.enrollments_removed) == (["u2", "u3"], 1, 2)
     assert enrollments(engine) == 3 and len(open_seats(engine)) == 3  # a preview changes nothing
     with session_scope(engine) as s:
-        done = live_store.sync_users(s, settings, TENANT, users, apply=True, now=NOW)
+        done = sync_users(s, settings, TENANT, users, apply=True, now=NOW)
     assert enrollments(engine) == 1
     assert done.hold_id is not None and done.frees_held == 2 and len(open_seats(engine)) == 3  # held: 2 > 1
     with session_scope(engine) as s:
@@ -145,7 +150,7 @@ def test_an_empty_sync_file_is_refused(engine: Engine, vendor: tuple[bytes, str]
 
     users = write_rows(tmp_path / "users.csv", live_store.USERS_HEADER, [])
     with session_scope(engine) as s, pytest.raises(InputError, match="would delete every user"):
-        live_store.sync_users(s, make_settings(), TENANT, users, apply=True, now=NOW)
+        sync_users(s, make_settings(), TENANT, users, apply=True, now=NOW)
 
 
 def test_a_major_overage_upgrades_to_the_next_tier_after_24_hours(
@@ -157,17 +162,17 @@ def test_a_major_overage_upgrades_to_the_next_tier_after_24_hours(
     imp(engine, settings, write_rows(tmp_path / "e.csv", HEADER, [enrollment_row(u) for u in ("u1", "u2", "u3")]))
     assert "overage_major" in audit_actions(engine)  # 3 of 2: 150 %
     with session_scope(engine) as s:
-        terms = dispatch.terms_of(s, TENANT)
+        terms = for_tenant(s, TENANT)[0]
         assert terms is not None
-        status = dispatch.status_block(s, settings, TENANT, NOW + timedelta(hours=1))
+        status = model_status(s, settings, NOW + timedelta(hours=1))
         assert status["tier"]["state"] == "major" and status["upgrade"]["pending"]["to_seats"] == 4
         assert overage_store.evaluate_overage(s, settings, TENANT, NOW + timedelta(hours=23)) == []
     cycle(engine, settings, NOW + timedelta(hours=24))
     actions = audit_actions(engine)
     assert actions.count("overage_major") == 1 and actions.count("subscription_upgraded") == 1
     with session_scope(engine) as s:
-        status = dispatch.status_block(s, settings, TENANT, NOW + timedelta(hours=25))
-        assert terms is not None and live_store.effective_seats(s, TENANT, terms) == 4
+        status = model_status(s, settings, NOW + timedelta(hours=25))
+        assert terms is not None and ledger.purchased_seats(s, TENANT, terms) == 4
     up = status["upgrade"]
     assert (up["key_seats"], up["effective_seats"], up["upgraded"]) == (2, 4, True)
     assert up["last"]["from_seats"] == 2 and up["last"]["to_seats"] == 4 and 0.8 < up["last"]["pro_rata"] < 0.85
@@ -186,7 +191,7 @@ def test_a_minor_overage_is_announced_once(engine: Engine, vendor: tuple[bytes, 
     actions = audit_actions(engine)
     assert actions.count("overage_minor") == 1 and "overage_major" not in actions
     with session_scope(engine) as s:
-        block = dispatch.status_block(s, settings, TENANT, NOW + timedelta(days=15))  # 11 business days later
+        block = model_status(s, settings, NOW + timedelta(days=15))  # 11 business days later
     assert block["tier"]["state"] == "minor" and block["tier"]["overdue"] is True
     assert block["tier"]["business_days"] == 11 and block["tier"]["usage_pct"] == 105.0
 
