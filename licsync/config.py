@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -157,6 +158,17 @@ class TenantConfig(_Section):
     timeout: PositiveDuration = timedelta(seconds=60)
     max_retries: int = Field(default=6, ge=0, le=50)
     max_retry_after: Duration = timedelta(minutes=5)
+    timezone: str = "UTC"  # IANA: business days and "today" for this tenant (SPEC §5)
+    holidays: list[date] = Field(default_factory=list)  # extra non-business days, in the tenant's time zone
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone (e.g. Europe/Amsterdam, America/New_York, UTC)") from None
+        return v
 
     @field_validator("authority")
     @classmethod
@@ -192,10 +204,11 @@ class TenantConfig(_Section):
 
 
 class SeatsConfig(_Section):
-    grace_days: int = Field(default=14, ge=0, le=365)
+    # may shorten the key's grace window, never lengthen it (SPEC §2); unset: the key's (default 14)
+    grace_days: int | None = Field(default=None, ge=0, le=365)
     mass_free_threshold: int = Field(default=500, ge=0)
     mass_free_fraction: float = Field(default=0.10, ge=0, le=1)
-    holidays: list[date] = Field(default_factory=list)  # UTC days that are not business days (tiered overage)
+    holidays: list[date] = Field(default_factory=list)  # non-business days of every tenant (tiered overage)
     inactive_days: int = Field(default=90, ge=1)  # role model: no sign-in for this long flags an assignment
 
 

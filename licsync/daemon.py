@@ -228,8 +228,8 @@ def evaluate_grace(engine: Engine, settings: Settings, tenant: str, now: datetim
 
 def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:
     """Send what the outbox holds (runs in a worker thread, so it gets an event loop of its own)."""
+    from licsync.notify.factory import build_transport
     from licsync.notify.outbox import drain
-    from licsync.notify.transports import build_transport
 
     return asyncio.run(drain(engine, settings, build_transport(settings), now, limit=100))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, update
@@ -294,10 +294,12 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
-def snapshot_ledger(session: Session, tenant: str, now: datetime, *, purchased: int, consumed: int) -> None:
+def snapshot_ledger(session: Session, tenant: str, now: datetime, *, purchased: int, consumed: int,
+                    tz: tzinfo = UTC) -> None:
     """The day's figures, total and per catalog; the last snapshot of a day wins. ``purchased`` and
-    ``consumed`` are the seat model's figures of the step (``SeatModel.figures``), read once."""
-    day = now.date().isoformat()
+    ``consumed`` are the seat model's figures of the step (``SeatModel.figures``), read once; the day
+    is the tenant's (``[[tenant]] timezone``)."""
+    day = now.astimezone(tz).date().isoformat()
     rows = [_ledger_row(tenant, day, "", purchased, consumed, now)]
     rows += [_ledger_row(tenant, day, cat, purchased, n, now) for cat, n in catalog_consumed(session, tenant).items()]
     _upsert(session, rows)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -102,6 +103,12 @@ def figures(session: Session, tenant: str, now: datetime) -> tuple[Terms | None,
     return terms, model, model.figures(session, tenant, terms, now)
 
 
+def tenant_zone(settings: Settings, tenant: str) -> tzinfo:
+    """The tenant's time zone (``[[tenant]] timezone``): its business days and its "today"."""
+    cfg = next((t for t in settings.tenant if t.name == tenant), None)
+    return UTC if cfg is None or cfg.timezone == "UTC" else ZoneInfo(cfg.timezone)
+
+
 def mail_figures(session: Session, tenant: str, now: datetime) -> MailFigures:
     _terms, _model, f = figures(session, tenant, now)
     return load_figures(session, tenant, purchased=f.purchased, consumed=f.consumed)
@@ -111,8 +118,10 @@ def after_change(session: Session, settings: Settings, tenant: str, now: datetim
                  hold_id: str | None = None, tier_events: Iterable[Any] = (), step: Step | None = None) -> Figures:
     """Figures once → the day's snapshot → the grace machine → the notifications. Also the
     between-cycles grace job and an activation run this, so expiry and windows act without a sync."""
+    registry.cap_grace_days(session, tenant, settings.seats.grace_days)
     terms, _model, f = figures(session, tenant, now)
-    ledger.snapshot_ledger(session, tenant, now, purchased=f.purchased, consumed=f.consumed)
+    ledger.snapshot_ledger(session, tenant, now, purchased=f.purchased, consumed=f.consumed,
+                           tz=tenant_zone(settings, tenant))
     transitions = registry.evaluate_grace(session, tenant, f.consumed, now, cycle_id=cycle_id,
                                           seats=None if terms is None else f.purchased)
     if step is not None:

@@ -197,10 +197,11 @@ def statements(request: Request, body: list[dict[str, Any]] | dict[str, Any] = B
     batch = body if isinstance(body, list) else [body]
     if len(batch) > MAX_STATEMENTS:
         raise ApiError(413, f"at most {MAX_STATEMENTS} statements per request")
-    with authorized(request, lambda p: p.may_decide_access(name)) as (session, _p):
+    with authorized(request, lambda p: p.may_decide_access(name)) as (session, principal):
         ctx = ctx_of(request)
         try:
-            result = service.ingest_statements(session, ctx.settings, name, batch, ctx.clock(), actor="api")
+            result = service.ingest_statements(session, ctx.settings, name, batch, ctx.clock(),
+                                               actor=f"api:{principal.subject or principal.role}")
         except InputError as exc:
             session.rollback()
             detail = "; ".join(str(p) for p in exc.problems[:5])

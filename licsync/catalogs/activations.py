@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlmodel import Session
 
-from licsync.catalogs import parse_instant
+from licsync.catalogs.records import parse_instant
 from licsync.db.models import Activation, AuditLog
 from licsync.errors import InputError
 from licsync.seat_models.csvfile import check_len, parse_all, require

@@ -38,7 +38,8 @@ from typing import Any, BinaryIO
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from licsync.catalogs import (
+from licsync.catalogs.bulk import refresh_planner_stats
+from licsync.catalogs.records import (
     COURSE_STATUSES,
     ROLES,
     Applied,
@@ -47,7 +48,6 @@ from licsync.catalogs import (
     CourseRecord,
     parse_instant,
 )
-from licsync.catalogs.bulk import refresh_planner_stats
 from licsync.catalogs.staging import Staging, staging
 from licsync.catalogs.store import Known, apply_staged
 from licsync.csvfiles import check_header, decode_lines, show

@@ -50,6 +50,8 @@ class LmsState:
     courses: dict[str, dict[str, Any]] = field(default_factory=dict)
     learners: dict[tuple[str, str], datetime] = field(default_factory=dict)
     enrollments: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # Add-on accounts (Flow365); None: this LMS exposes no Activations entity set (404)
+    activations: dict[str, dict[str, Any]] | None = None
 
 
 class LmsEmulator:
@@ -93,6 +95,19 @@ class LmsEmulator:
             del self.state.courses[course_id]
             for key in [k for k in self.state.enrollments if k[0] == course_id]:
                 del self.state.enrollments[key]
+
+    def activate(self, user_id: str, at: datetime, *, product: str = "Flow365", name: str = "") -> None:
+        """An add-on account that counts on activation; the first one exposes the Activations set."""
+        with self._lock:
+            if self.state.activations is None:
+                self.state.activations = {}
+            self.state.activations[user_id] = {"UserId": user_id, "Product": product, "DisplayName": name or user_id,
+                                               "Activated": _iso(at), "Deactivated": None}
+
+    def deactivate(self, user_id: str, at: datetime) -> None:
+        with self._lock:
+            assert self.state.activations is not None
+            self.state.activations[user_id]["Deactivated"] = _iso(at)
 
     def add_learner(self, catalog_id: str, user_id: str, at: datetime | None = None) -> None:
         with self._lock:
@@ -150,6 +165,8 @@ class LmsEmulator:
             return [s.courses[k] for k in sorted(s.courses)]
         if entity_set == "Learners":
             return [{"CourseCatalogId": k[0], "UserId": k[1], "Added": _iso(s.learners[k])} for k in sorted(s.learners)]
+        if entity_set == "Activations":
+            return [dict(s.activations[k]) for k in sorted(s.activations or {})]
         return [s.enrollments[k] for k in sorted(s.enrollments)]
 
     async def _serve(self, request: Request) -> Response:
@@ -167,7 +184,8 @@ class LmsEmulator:
                 f.after -= 1
             if request.headers.get("authorization") != f"Bearer {self.api_key}":
                 return JSONResponse({"error": {"code": "Unauthorized", "message": "invalid API key"}}, status_code=401)
-            if entity_set not in ENTITY_SETS:
+            exposed = ENTITY_SETS + (("Activations",) if self.state.activations is not None else ())
+            if entity_set not in exposed:
                 return JSONResponse({"error": {"code": "NotFound", "message": "no such entity set"}}, status_code=404)
             items = self._items(entity_set)
         try:

@@ -41,18 +41,19 @@ import orjson
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
-from licsync.catalogs import (
+from licsync.catalogs.bulk import refresh_planner_stats
+from licsync.catalogs.records import (
     COURSE_STATUSES,
     ROLES,
+    ActivationRecord,
     CatalogRecord,
     CatalogSnapshot,
     CourseRecord,
     EnrollmentRecord,
     LearnerRecord,
-    apply_snapshot,
     parse_instant,
 )
-from licsync.catalogs.bulk import refresh_planner_stats
+from licsync.catalogs.store import apply as apply_snapshot
 from licsync.config import Settings, TenantConfig
 from licsync.db import BULK_ROWS
 from licsync.db.bulk import bulk_mode
@@ -63,6 +64,10 @@ from licsync.log import get_logger
 SOURCE = "odata"
 MAX_PAGES = 100_000  # per entity set: a nextLink loop is a server bug, not a reason to spin forever
 Sleep = Callable[[float], None]
+
+
+class NotExposed(Exception):
+    """The LMS has no such entity set (404 on its first page): the source knows nothing of it."""
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -110,8 +115,9 @@ class ODataSource:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _get(self, url: str) -> dict[str, Any]:
-        """One GET with bounded retries; every HTTP status becomes a typed error here and only here."""
+    def _get(self, url: str, *, optional: bool = False) -> dict[str, Any]:
+        """One GET with bounded retries; every HTTP status becomes a typed error here and only here.
+        ``optional``: a 404 means the LMS does not expose this entity set (``NotExposed``)."""
         attempt = 0
         while True:
             self.requests += 1
@@ -133,6 +139,8 @@ class ODataSource:
                     if not isinstance(data, dict) or not isinstance(data.get("value"), list):
                         raise PermanentError(f"LMS API: {self._path(url)} answered without a 'value' array")
                     return data
+                if resp.status_code == 404 and optional:
+                    raise NotExposed(self._path(url))
                 if resp.status_code in (401, 403):
                     raise PermanentError(
                         f"LMS API refused the API key ({resp.status_code}) for tenant {self._tenant.name}: "
@@ -152,12 +160,12 @@ class ODataSource:
     def _path(self, url: str) -> str:
         return urlsplit(url).path.rsplit("/", 1)[-1] or url
 
-    def entities(self, entity_set: str) -> Iterator[dict[str, Any]]:
-        """Every item of an entity set, page after page."""
+    def entities(self, entity_set: str, *, optional: bool = False) -> Iterator[dict[str, Any]]:
+        """Every item of an entity set, page after page (``optional``: NotExposed when it has none)."""
         url: str | None = f"{self.base}/{entity_set}"
         pages = 0
         while url:
-            page = self._get(url)
+            page = self._get(url, optional=optional and pages == 0)
             yield from page["value"]
             url = page.get("@odata.nextLink")
             pages += 1
@@ -199,7 +207,15 @@ class ODataSource:
             )
             for e in self.entities("Enrollments")
         ]
-        return CatalogSnapshot(catalogs, courses, learners, enrollments, activations=None, complete_courses=True)
+        try:  # add-on accounts that count on activation (Flow365), where the LMS exposes them
+            activations: list[ActivationRecord] | None = [
+                ActivationRecord(_id(e, "UserId", "Activations"), str(e.get("Product") or "flow365").lower(),
+                                 e.get("DisplayName") or None, _when(e, "Activated"), _when(e, "Deactivated"))
+                for e in self.entities("Activations", optional=True)
+            ]
+        except NotExposed:
+            activations = None
+        return CatalogSnapshot(catalogs, courses, learners, enrollments, activations=activations, complete_courses=True)
 
 
 def _id(e: dict[str, Any], key: str, where: str) -> str:

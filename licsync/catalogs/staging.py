@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlmodel import Session
 
-from licsync.catalogs import UserIds
+from licsync.catalogs.records import UserIds
 from licsync.db import analyze
 from licsync.db.bulk import load
 from licsync.db.models import Course, UTCDateTime

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from licsync.catalogs import DEFAULT_SOURCE, Applied, CatalogSnapshot
+from licsync.catalogs.records import DEFAULT_SOURCE, Applied, CatalogSnapshot
 from licsync.catalogs.staging import (
     ENROLLMENT_CHANGES,
     ENROLLMENTS,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 
 import_app = typer.Typer(name="import", help="Import facts from files (enrollments, …).", no_args_is_help=True)
 catalog_app = typer.Typer(name="catalog", help="Course catalogs and their learner lists.", no_args_is_help=True)
@@ -27,6 +28,7 @@ def import_enrollments_cmd(
         bool, typer.Option("--replace", help="The file is the whole truth: remove enrollments absent from it.")
     ] = False,
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """Import course enrollments and admin assignments; re-plan the affected users' seats at once.
 
@@ -39,8 +41,10 @@ def import_enrollments_cmd(
     c = ctx_of(ctx)
     settings = c.settings
     settings.get_tenant(tenant)
-    with session_scope(c.engine()) as session:
-        result = import_enrollments(session, settings, tenant, file, replace=replace, now=c.now())
+    with session_scope(writing_engine(c)) as session:
+        result = import_enrollments(session, settings, tenant, file, replace=replace, now=c.now(),
+                                    actor=actor())
+    send_queued(c, no_send=no_send)
     if as_json:
         emit_json(result.summary())
     else:
@@ -56,6 +60,7 @@ def import_activations_cmd(
         bool, typer.Option("--replace", help="The file is the whole truth: deactivate accounts absent from it.")
     ] = False,
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """Import add-on accounts that count on activation (Flow365); each holds a seat until deactivated.
 
@@ -67,8 +72,10 @@ def import_activations_cmd(
 
     c = ctx_of(ctx)
     c.settings.get_tenant(tenant)
-    with session_scope(c.engine()) as session:
-        result = import_activations(session, c.settings, tenant, file, replace=replace, now=c.now())
+    with session_scope(writing_engine(c)) as session:
+        result = import_activations(session, c.settings, tenant, file, replace=replace, now=c.now(),
+                                    actor=actor())
+    send_queued(c, no_send=no_send)
     if as_json:
         emit_json(result.summary())
     else:
@@ -82,6 +89,7 @@ def remove_learner_cmd(
     catalog: Annotated[str, typer.Option("--catalog", help="The catalog id.")],
     user_id: Annotated[str, typer.Argument(help="The user's directory object id.")],
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """Remove a user from a catalog's learner list, and so from all of its training."""
     from licsync.db import session_scope
@@ -90,8 +98,9 @@ def remove_learner_cmd(
     c = ctx_of(ctx)
     settings = c.settings
     settings.get_tenant(tenant)
-    with session_scope(c.engine()) as session:
-        result = remove_learner(session, settings, tenant, catalog, user_id, c.now())
+    with session_scope(writing_engine(c)) as session:
+        result = remove_learner(session, settings, tenant, catalog, user_id, c.now(), actor=actor())
+    send_queued(c, no_send=no_send)
     if as_json:
         emit_json(result.summary())
     else:

@@ -16,6 +16,7 @@ import typer
 
 from licsync.cli.app import app, ctx_of, emit_json
 from licsync.cli.catalog_cmds import import_app
+from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import InputError
 
 report_app = typer.Typer(name="report", help="Seat-model reports (consumption, pools, orgs, …).",
@@ -31,13 +32,13 @@ CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV (to open in a spr
 FileArg = Annotated[Path, typer.Argument(help="CSV file (UTF-8); see --help for its header.")]
 
 
-def _session(ctx: typer.Context, tenant: str | None) -> tuple[Any, Any]:
+def _session(ctx: typer.Context, tenant: str | None, *, writes: bool = False) -> tuple[Any, Any]:
     from licsync.db import session_scope
 
     c = ctx_of(ctx)
     if tenant is not None:
         c.settings.get_tenant(tenant)
-    return c, session_scope(c.engine())
+    return c, session_scope(writing_engine(c) if writes else c.engine())
 
 
 def _out(result: Any, as_json: bool) -> None:
@@ -51,16 +52,18 @@ def _out(result: Any, as_json: bool) -> None:
 
 
 @import_app.command("activity")
-def import_activity_cmd(ctx: typer.Context, tenant: TenantOpt, file: FileArg, as_json: JsonOpt = False) -> None:
+def import_activity_cmd(ctx: typer.Context, tenant: TenantOpt, file: FileArg, as_json: JsonOpt = False,
+                        no_send: NoSendOpt = False) -> None:
     """Import launches / first interactions (first_access); the first one in the period consumes a seat.
 
     Header: activity_id,user_id,first_name,last_name,email,content_id,content_title,occurred_at
     """
     from licsync.service import import_activity
 
-    c, scope = _session(ctx, tenant)
+    c, scope = _session(ctx, tenant, writes=True)
     with scope as s:
-        result = import_activity(s, c.settings, tenant, file, c.now())
+        result = import_activity(s, c.settings, tenant, file, c.now(), actor=actor())
+    send_queued(c, no_send=no_send)
     _out(result, as_json)
 
 
@@ -72,13 +75,15 @@ def import_roles_cmd(
     replace: Annotated[bool, typer.Option("--replace", help="The file is the whole truth: remove absent roles.")]
     = False,
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """Give (and with --replace take) roles; each role takes its pools' seats or is refused. Header: user_id,role"""
     from licsync.service import import_roles
 
-    c, scope = _session(ctx, tenant)
+    c, scope = _session(ctx, tenant, writes=True)
     with scope as s:
-        result = import_roles(s, c.settings, tenant, file, replace=replace, now=c.now())
+        result = import_roles(s, c.settings, tenant, file, replace=replace, now=c.now(), actor=actor())
+    send_queued(c, no_send=no_send)
     if as_json:
         emit_json(result.summary())
         return
@@ -92,9 +97,9 @@ def import_orgs_cmd(ctx: typer.Context, tenant: TenantOpt, file: FileArg, as_jso
     """Import the organisation tree (replaces it). Header: org_id,org_name,parent_id,user_limit,catalog_id"""
     from licsync.seat_models.org_store import import_orgs
 
-    c, scope = _session(ctx, tenant)
+    c, scope = _session(ctx, tenant, writes=True)
     with scope as s:
-        result = import_orgs(s, tenant, file, c.now())
+        result = import_orgs(s, tenant, file, c.now(), actor=actor())
     _out(result, as_json)
 
 
@@ -106,6 +111,7 @@ def import_users_cmd(
     sync: Annotated[bool, typer.Option("--sync", help="Delete the users absent from the file (else: preview).")]
     = False,
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """Sync CSV of the platform's users (header user_id,user_principal_name; see `licsync report users`).
 
@@ -114,9 +120,11 @@ def import_users_cmd(
     """
     from licsync.service import sync_users
 
-    c, scope = _session(ctx, tenant)
+    c, scope = _session(ctx, tenant, writes=sync)
     with scope as s:
-        result = sync_users(s, c.settings, tenant, file, apply=sync, now=c.now())
+        result = sync_users(s, c.settings, tenant, file, apply=sync, now=c.now(), actor=actor())
+    if sync:
+        send_queued(c, no_send=no_send)
     if as_json:
         emit_json(result.summary())
         return
@@ -293,9 +301,9 @@ def duplicates_list(
 def _decide(ctx: typer.Context, candidate_id: str, decision: str, as_json: bool) -> None:
     from licsync.seat_models import access_store
 
-    c, scope = _session(ctx, None)
+    c, scope = _session(ctx, None, writes=True)
     with scope as s:
-        out = access_store.decide_duplicate(s, candidate_id, decision, c.now())
+        out = access_store.decide_duplicate(s, candidate_id, decision, c.now(), actor=actor())
     if as_json:
         emit_json(out)
     else:

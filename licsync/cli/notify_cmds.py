@@ -73,8 +73,8 @@ def drain_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Send the due messages now, through the configured transport."""
+    from licsync.notify.factory import build_transport
     from licsync.notify.outbox import drain
-    from licsync.notify.transports import build_transport
 
     c = ctx_of(ctx)
     result = asyncio.run(drain(c.engine(), c.settings, build_transport(c.settings), c.now(), limit=limit))
@@ -91,8 +91,8 @@ def drain_cmd(
 def test_cmd(ctx: typer.Context, tenant: Annotated[str, typer.Option("--tenant", help="The tenant's name.")]) -> None:
     """Queue and send one test message to the tenant's admins; print what happened."""
     from licsync.notify.events import send_test
+    from licsync.notify.factory import build_transport
     from licsync.notify.outbox import drain
-    from licsync.notify.transports import build_transport
 
     c = ctx_of(ctx)
     engine = c.engine()

@@ -12,6 +12,7 @@ import typer
 
 from licsync import db, status
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import NotFound, TransientError
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -39,6 +40,7 @@ def sync(
     full: Annotated[bool, typer.Option("--full", help="Full resync instead of a delta round.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")] = False,
     as_json: JsonOpt = False,
+    no_send: NoSendOpt = False,
 ) -> None:
     """One cycle: read Graph, reconcile, apply, evaluate grace, send notifications."""
     from licsync.daemon import Locks
@@ -47,7 +49,7 @@ def sync(
     c = ctx_of(ctx)
     settings = c.settings
     tcfg = settings.get_tenant(tenant)
-    engine = c.engine()
+    engine = c.engine() if dry_run else writing_engine(c)
     # The same per-tenant lock as the daemon's cycles: never two cycles of one tenant at once.
     with Locks(engine, f"cli:{socket.gethostname()}:{os.getpid()}").hold(tenant, wait=5.0) as got:
         if not got:
@@ -58,6 +60,8 @@ def sync(
         result = asyncio.run(
             sync_once(settings, tcfg, engine, now=c.now(), full=full, dry_run=dry_run, show_progress=not as_json)
         )
+    if not dry_run:
+        send_queued(c, no_send=no_send)
     if as_json:
         out = result.summary()
         out["hold_reason"] = result.hold_reason
@@ -143,14 +147,15 @@ def holds_cmd(
 
 
 @app.command()
-def approve(ctx: typer.Context, hold_id: str) -> None:
+def approve(ctx: typer.Context, hold_id: str, no_send: NoSendOpt = False) -> None:
     """Apply a held mass free at once (users who qualify again by now keep their seat)."""
     from licsync.service import approve_hold
 
     c = ctx_of(ctx)
-    with db.session_scope(c.engine()) as s:
-        result = approve_hold(s, c.settings, hold_id, c.now(), actor="cli")
+    with db.session_scope(writing_engine(c)) as s:
+        result = approve_hold(s, c.settings, hold_id, c.now(), actor=actor())
     if result is None:
         raise NotFound(f"no pending hold {hold_id!r} (see `licsync holds`)")
+    send_queued(c, no_send=no_send)
     freed, kept = result
     sys.stdout.write(f"{hold_id}: freed {freed} seats; {kept} user(s) qualify again and keep their seat\n")

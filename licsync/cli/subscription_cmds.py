@@ -10,6 +10,7 @@ import typer
 
 from licsync import db
 from licsync.cli.app import app, ctx_of
+from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import InputError
 
 sub_app = typer.Typer(help="Vendor tools: key pairs and signed subscription keys.", no_args_is_help=True)
@@ -78,6 +79,7 @@ def activate(
     ctx: typer.Context,
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant's name from the configuration.")],
     key: Annotated[str, typer.Argument(help="The signed key, or - to read it from stdin.")],
+    no_send: NoSendOpt = False,
 ) -> None:
     """Verify a subscription key and make it active on this tenant (deactivating it elsewhere)."""
     from licsync.service import activate as activate_key
@@ -87,6 +89,7 @@ def activate(
     settings.get_tenant(tenant)
     text = sys.stdin.read() if key == "-" else key
     now = c.now()
-    with db.session_scope(c.engine()) as s:
-        result = activate_key(s, settings, tenant, text, now, actor="cli")
+    with db.session_scope(writing_engine(c)) as s:
+        result = activate_key(s, settings, tenant, text, now, actor=actor())
+    send_queued(c, no_send=no_send)
     typer.echo(result.sentence)

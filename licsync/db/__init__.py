@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
+from licsync.db import models, models_seat_models  # noqa: F401 - every table on the shared metadata
 from licsync.errors import ConfigError, TransientError, truncate
 
 MIGRATIONS = Path(__file__).parent / "migrations"

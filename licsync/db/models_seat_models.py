@@ -10,17 +10,11 @@ unchanged); the tables here hold what those models add. ``role`` keeps its seats
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from licsync.db.models import UTCDateTime, _ts
-
-
-def _ts_required() -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=False))
-
+from licsync.db.types import UTCDateTime, _ts, _ts_required
 
 # --------------------------------------------------------------------------- live_enrollment
 

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal, Protocol
 
-from licsync.config import SecretRef, Settings
+from licsync.config import SecretRef
 from licsync.errors import ConfigError, LicsyncError, PermanentError, TransientError, truncate
 
 Outcome = Literal["sent", "skipped"]
@@ -268,19 +268,3 @@ def _by_code(code: int, message: str) -> LicsyncError:
 
 
 # --------------------------------------------------------------------------- factory
-
-
-def build_transport(settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> Transport:
-    """The transport named by ``[notifications] transport``."""
-    n = settings.notifications
-    if n.transport == "smtp":
-        return SmtpTransport(n.smtp_host, n.smtp_port, tls=n.smtp_tls, user=n.smtp_user,
-                             password=n.smtp_password, ssl_context=ssl_context)  # type: ignore[arg-type]
-    if n.transport == "graph":
-        if not settings.tenant:
-            raise ConfigError("notifications.transport = \"graph\" needs a [[tenant]] whose app sends the mail")
-        tenant = settings.get_tenant(n.graph_tenant) if n.graph_tenant else settings.tenant[0]
-        from licsync.notify.graph_transport import GraphTransport
-
-        return GraphTransport(tenant, rate_per_minute=n.graph_rate_per_minute)
-    return NullTransport()

@@ -11,13 +11,15 @@ in the caller's transaction:
   the new tier's (``ledger.purchased_seats``) for the rest of that license year.
 
 It returns the events; the notifications hook turns ``overage_minor``/``overage_major`` into mail
-(``licsync.notify.events.overage``). Holidays come from ``[seats] holidays`` when configured.
+(``licsync.notify.events.overage``). Business days are the tenant's: its ``timezone`` and
+``holidays``, and ``[seats] holidays``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
@@ -36,13 +38,20 @@ def _iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
-def calendar(settings: Settings | None) -> BusinessCalendar:
-    """The business calendar from ``[seats] holidays`` (read defensively until that key exists)."""
-    holidays = getattr(getattr(settings, "seats", None), "holidays", None) if settings is not None else None
+def calendar(settings: Settings | None, tenant: str | None = None) -> BusinessCalendar:
+    """The tenant's business calendar: its ``timezone``, its ``holidays`` and ``[seats] holidays``."""
+    if settings is None:
+        return BusinessCalendar()
+    holidays = list(settings.seats.holidays)
+    tz = "UTC"
+    cfg = next((t for t in settings.tenant if t.name == tenant), None)
+    if cfg is not None:
+        holidays += list(cfg.holidays)
+        tz = cfg.timezone
     try:
-        return BusinessCalendar.from_config(holidays)
+        return BusinessCalendar.from_config(holidays, UTC if tz == "UTC" else ZoneInfo(tz))
     except ValueError as exc:
-        raise ConfigError(f"seats.holidays: {exc}") from None
+        raise ConfigError(f"holidays: {exc}") from None
 
 
 def _state(row: OverageTierState | None) -> tiers.TierState:
@@ -82,8 +91,8 @@ def evaluate_overage(session: Session, settings: Settings | None, tenant: str, n
     consumed = ledger.consumed(session, tenant)
     after, events, _seats_after = tiers.step(before, consumed=consumed, seats=seats, ladder=_ladder(terms),
                                              starts_at=terms.starts_at, ends_at=terms.ends_at, now=now,
-                                             cal=calendar(settings))
-    v = tiers.view(consumed, _seats_after, after.since, now, calendar(settings))
+                                             cal=calendar(settings, tenant))
+    v = tiers.view(consumed, _seats_after, after.since, now, calendar(settings, tenant))
     if row is None:
         row = OverageTierState(tenant=tenant, subscription_id=terms.id)
         session.add(row)
@@ -119,7 +128,7 @@ def tier_status(session: Session, settings: Settings | None, tenant: str, terms:
     consumed = ledger.consumed(session, tenant)
     row = session.get(OverageTierState, (tenant, terms.id))
     state = _state(row)
-    v = tiers.view(consumed, seats, state.since, now, calendar(settings))
+    v = tiers.view(consumed, seats, state.since, now, calendar(settings, tenant))
     done = upgrades(session, tenant, terms)
     pending = None
     if state.major_notice_at is not None and v.tier == "major":

@@ -34,7 +34,7 @@ _G = GraceState.__table__  # type: ignore[attr-defined]
 _SEAT_Q = select(_S.c.acquired_at).where(
     _S.c.tenant == bindparam("t"), _S.c.holder == bindparam("u"), _S.c.released_at.is_(None))
 _SUB_Q = (
-    select(_SUB.c.key, _G.c.state, _G.c.reason, _G.c.started_at, _G.c.ends_at)
+    select(_SUB.c.key, _G.c.state, _G.c.reason, _G.c.started_at, _G.c.ends_at, _SUB.c.grace_days)
     .select_from(_SUB.outerjoin(_G, and_(_G.c.tenant == _SUB.c.tenant, _G.c.subscription_id == _SUB.c.id)))
     .where(_SUB.c.tenant == bindparam("t"), _SUB.c.state == "active")
     .order_by(_SUB.c.activated_at.desc())
@@ -45,7 +45,7 @@ _SUB_Q = (
 _ACTIVE = _SUB_Q.subquery("active")
 _DECISION_Q = select(
     _SEAT_Q.scalar_subquery().label("since"), _ACTIVE.c.key, _ACTIVE.c.state, _ACTIVE.c.reason,
-    _ACTIVE.c.started_at, _ACTIVE.c.ends_at,
+    _ACTIVE.c.started_at, _ACTIVE.c.ends_at, _ACTIVE.c.grace_days,
 ).select_from(select(literal(1).label("one")).subquery("one").outerjoin(_ACTIVE, true()))
 
 
@@ -68,7 +68,7 @@ def access_decision(session: Session, tenant: str, user: str, now: datetime) -> 
         terms, record = None, grace_mod.NO_GRACE
         state = registry.subscription_summary(session, tenant, now)["state"]
     else:
-        terms = _terms(found[0])
+        terms = registry.with_grace_days(_terms(found[0]), found[5])
         record = grace_mod.NO_GRACE if found[1] is None else GraceRecord(found[1], found[2], found[3], found[4])
         state = "expired" if terms.expired(now) else "active"  # = registry.subscription_state for an active row
     model = model_of(None if terms is None else terms.policy)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, delete, func, or_
 from sqlmodel import Session, col, select
 
 from licsync.db.models import AuditLog, GraceState, Seat, Subscription
@@ -120,6 +120,12 @@ def activate(session: Session, tenant: str, key_text: str, public_key_b64: str |
         _audit(session, now=now, tenant=tenant, actor=actor, action="subscription_activated", subject=terms.id,
                detail=detail)
 
+    if not renewed:
+        # A subscription moved away ends that tenant's grace window; one that arrives (or comes
+        # back) is evaluated afresh from now (SPEC §2).
+        for where in {tenant, previous_tenant} - {None}:
+            session.exec(delete(GraceState).where(GraceState.tenant == where,  # type: ignore[call-overload]
+                                                  GraceState.subscription_id == terms.id))
     if row is None:
         row = Subscription(id=terms.id, key=key)
         session.add(row)
@@ -177,7 +183,28 @@ def active_subscription(session: Session, tenant: str,
     if row is None:
         return None
     terms = keys.verify(row.key, public_key_b64) if public_key_b64 else keys.read_unverified(row.key)
-    return row, terms
+    return row, with_grace_days(terms, row.grace_days)
+
+
+def with_grace_days(terms: Terms, stored: int | None) -> Terms:
+    """The key's terms with the grace window in force: ``[seats] grace_days`` may shorten the key's,
+    never lengthen it (SPEC §2). The row keeps the shorter of the two (:func:`cap_grace_days`)."""
+    if stored is None or stored >= terms.grace_days:
+        return terms
+    return replace(terms, grace_days=stored)
+
+
+def cap_grace_days(session: Session, tenant: str, configured: int | None) -> None:
+    """Keep the active subscription's window the shorter of the key's and the configuration's."""
+    row = session.exec(select(Subscription).where(Subscription.tenant == tenant, Subscription.state == "active")
+                       .order_by(col(Subscription.activated_at).desc())).first()
+    if row is None:
+        return
+    key_days = keys.read_unverified(row.key).grace_days
+    want = key_days if configured is None else min(key_days, configured)
+    if row.grace_days != want:
+        row.grace_days = want
+        session.flush()
 
 
 def subscription_state(terms: Terms | None, row: Subscription | None, now: datetime) -> str:

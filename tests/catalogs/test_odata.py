@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ def test_pull_reads_every_page_and_takes_seats(db: Engine, settings: Settings, l
     affected = cycle(db, settings, tenant_cfg(lms.url))
     assert affected == {"u1", "u2", "u3", "u4"}
     assert open_seats(db) == {"u1": "enrolled", "u2": "enrolled", "u3": "enrolled"}
-    # 3 catalogs, 3 courses, 4 learner entries (cat1: u1 u2, cat2: u2 u3), 5 enrollments at 2 a page
-    assert lms.requests == 2 + 2 + 2 + 3
+    # 3 catalogs, 3 courses, 4 learner entries (cat1: u1 u2, cat2: u2 u3), 5 enrollments at 2 a page,
+    # and one probe of Activations, which this LMS does not expose (404: it knows no add-on accounts)
+    assert lms.requests == 2 + 2 + 2 + 3 + 1
     assert {(r[1], r[4]) for r in rows_of(db, Course)} == {
         ("c1", "published"),
         ("c2", "unpublished"),
@@ -79,6 +81,19 @@ def test_pull_reads_every_page_and_takes_seats(db: Engine, settings: Settings, l
     }
     assert len(rows_of(db, Enrollment)) == 5
     assert cycle(db, settings, tenant_cfg(lms.url)) == set()  # nothing changed upstream: nothing to do
+
+
+def test_activations_from_the_lms_hold_seats_until_deactivated(
+    db: Engine, settings: Settings, lms: LmsEmulator
+) -> None:
+    """The connector's Activations entity set feeds the same rule as ``licsync import activations``."""
+    cycle(db, settings, tenant_cfg(lms.url))
+    lms.activate("fl-1", NOW - timedelta(days=3), name="Line Worker")
+    assert cycle(db, settings, tenant_cfg(lms.url)) == {"fl-1"}
+    assert open_seats(db)["fl-1"] == "activated"
+    lms.deactivate("fl-1", NOW - timedelta(days=1))
+    assert cycle(db, settings, tenant_cfg(lms.url)) == {"fl-1"}
+    assert "fl-1" not in open_seats(db)
 
 
 def test_wrong_key_is_permanent_and_changes_nothing(

@@ -20,9 +20,10 @@ from licsync.db.models import OutboxMessage
 from licsync.errors import ConfigError
 from licsync.graph.emulator import Directory, EmulatorServer
 from licsync.graph.tls import make_test_pki
+from licsync.notify.factory import build_transport
 from licsync.notify.graph_transport import GraphTransport, RateLimiter
 from licsync.notify.outbox import drain, enqueue
-from licsync.notify.transports import SmtpTransport, build_transport
+from licsync.notify.transports import SmtpTransport
 from tests.notify.conftest import NOW, SmtpServer, make_settings
 
 PASSWORD = "s3cret-Pa55word"

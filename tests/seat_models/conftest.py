@@ -162,6 +162,7 @@ class Cli:
         from tests.conftest import write_config
 
         self.main, self.capsys, self.tmp = main, capsys, tmp_path
+        self.latest = "2026-03-02T12:00:00Z"
         self.graph = graph_env
         self.directory = graph_env.tenant.directory
         main(["subscription", "keygen", "--out", str(tmp_path / "vendor")])
@@ -179,7 +180,13 @@ class Cli:
         )
         self("db", "upgrade")
 
-    def __call__(self, *args: str, now: str = "2026-03-02T12:00:00Z", code: int = 0) -> str:
+    def __call__(self, *args: str, now: str | None = None, code: int = 0) -> str:
+        """Run licsync; without ``now``, at the latest instant used so far (a writing command refuses
+        to go back in time), starting at 2026-03-02T12:00:00Z."""
+        if now is None:
+            now = self.latest
+        elif code == 0:
+            self.latest = max(self.latest, now)
         self.capsys.readouterr()
         try:
             self.main(["--config", str(self.config), "--now", now, *args])
@@ -190,13 +197,14 @@ class Cli:
         assert got == code, f"licsync {' '.join(args)} exited {got}: {err}"
         return out if code == 0 else err
 
-    def json(self, *args: str, now: str = "2026-03-02T12:00:00Z") -> Any:
+    def json(self, *args: str, now: str | None = None) -> Any:
         import orjson
 
         return orjson.loads(self(*args, "--json", now=now))
 
     def activate(
-        self, policy: str, seats: int, *extra: str, starts: str = "2026-01-01", ends: str = "2026-12-31"
+        self, policy: str, seats: int, *extra: str, starts: str = "2026-01-01", ends: str = "2026-12-31",
+        now: str | None = None,
     ) -> str:
         key = self(
             "subscription",
@@ -218,7 +226,7 @@ class Cli:
             *extra,
             now="2025-12-01T00:00:00Z",
         ).strip()
-        return self("activate", "--tenant", TENANT, key)
+        return self("activate", "--tenant", TENANT, key, now=now)
 
     def file(self, name: str, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
         return str(write_rows(self.tmp / name, header, rows))

@@ -10,7 +10,8 @@ def test_roles_take_pool_seats_refusals_are_listed_and_inactivity_comes_from_gra
         cli.directory.add_user(id=uid, displayName=uid.upper())
     cli.directory.set_sign_in("t1", at("2026-03-01T08:00:00Z"))
     cli.directory.set_sign_in("t2", at("2025-10-01T08:00:00Z"))  # 152 days before now
-    assert "role" in cli.activate("role", 4, "--overage", "block", "--pools", "elearn=2,weclimb=1,combined=1")
+    assert "role" in cli.activate("role", 4, "--overage", "block", "--pools", "elearn=2,weclimb=1,combined=1",
+                                  now="2025-11-30T00:00:00Z")
     roles = cli.file("roles.csv", ("user_id", "role"), [["t1", "teacher"], ["t2", "teacher"], ["t3", "teacher"],
                                                          ["o1", "observer"], ["l1", "leader"], ["l1", "student"]])
     out = cli("import", "roles", "--tenant", "contoso", roles, now="2025-12-01T00:00:00Z")

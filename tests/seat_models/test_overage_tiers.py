@@ -8,7 +8,7 @@ Thursday 14 January.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -194,17 +194,31 @@ def test_pro_rata_is_the_rest_of_the_license_year() -> None:
     assert tiers.pro_rata(start, end, end) == (0.0, 0)
 
 
-def test_holidays_and_inactive_days_are_read_from_settings_once_the_keys_exist() -> None:
-    """``[seats] holidays`` and ``[seats] inactive_days`` are proposed keys: read defensively until added."""
-    from types import SimpleNamespace
-
-    from licsync.errors import ConfigError
+def test_holidays_and_inactive_days_come_from_the_settings() -> None:
     from licsync.seat_models.overage_store import calendar
     from licsync.seat_models.role_store import inactive_days
     from tests.seat_models.conftest import make_settings
 
     assert calendar(make_settings()) == PLAIN and inactive_days(make_settings()) == 90
-    configured = SimpleNamespace(seats=SimpleNamespace(holidays=["2026-12-25", "2027-01-01"], inactive_days=30))
-    assert calendar(configured) == HOLIDAYS and inactive_days(configured) == 30  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"seats\.holidays: holiday 'soon' is not a date"):
-        calendar(SimpleNamespace(seats=SimpleNamespace(holidays=["soon"])))  # type: ignore[arg-type]
+    configured = make_settings().model_copy(update={"seats": make_settings().seats.model_copy(
+        update={"holidays": [date(2026, 12, 25), date(2027, 1, 1)], "inactive_days": 30})})
+    assert calendar(configured) == HOLIDAYS and inactive_days(configured) == 30
+
+
+def test_business_days_are_the_tenants_own() -> None:
+    """Saturday 01:00 in Auckland is Friday noon in UTC: not a business day there (SPEC §1)."""
+    from zoneinfo import ZoneInfo
+
+    from licsync.seat_models.overage_store import calendar
+    from tests.seat_models.conftest import make_settings
+
+    base = make_settings()
+    nz = base.tenant[0].model_copy(update={"timezone": "Pacific/Auckland", "holidays": [date(2026, 12, 7)]})
+    cal = calendar(base.model_copy(update={"tenant": [nz]}), nz.name)
+    assert cal.tz == ZoneInfo("Pacific/Auckland") and date(2026, 12, 7) in cal.holidays
+    friday_noon_utc = at("2026-12-04T12:00:00Z")  # Saturday 2026-12-05 01:00 NZDT
+    assert not cal.is_business_day(friday_noon_utc.astimezone(cal.tz).date())
+    # counts from local midnight of the next business day: Monday 7 Dec is a holiday there, so Tuesday
+    assert cal.start_of(friday_noon_utc) == at("2026-12-07T11:00:00Z")  # Tue 00:00 NZDT
+    assert cal.add(friday_noon_utc, 1) == at("2026-12-08T11:00:00Z")
+    assert PLAIN.start_of(friday_noon_utc) == friday_noon_utc  # in UTC it is a Friday

@@ -27,8 +27,8 @@ from licsync.config import Settings, TenantConfig
 from licsync.db import session_scope
 from licsync.errors import LicsyncError
 from licsync.notify import events
+from licsync.notify.factory import build_transport
 from licsync.notify.outbox import drain
-from licsync.notify.transports import build_transport
 from licsync.sync import run_cycle
 from tests.conftest import write_config
 from tests.daemon.conftest import REPO, env
