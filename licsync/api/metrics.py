@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
+from licsync import status
 from licsync.config import Settings
 from licsync.db.models import Heartbeat, OutboxMessage, Seat, Subscription, SyncCycle, SyncState
 from licsync.scheduler import QUARANTINE_AFTER
@@ -125,16 +126,14 @@ def render_metrics(session: Session, settings: Settings, now: datetime) -> str:
     out.family("licsync_sync_last_success_timestamp_seconds", "gauge", "Unix time of the last successful cycle.",
                (({"tenant": t}, states[t][2].timestamp()) for t in tenants if t in states and states[t][2]))
 
-    used = dict(conn.execute(select(_S.c.tenant, func.count()).where(_S.c.released_at.is_(None))
-                             .group_by(_S.c.tenant)).all())
-    bought = dict(conn.execute(select(_SUB.c.tenant, func.sum(_SUB.c.seats)).where(_SUB.c.state == "active")
-                               .group_by(_SUB.c.tenant)).all())
-    out.family("licsync_seats_purchased", "gauge", "Seats of the tenant's active subscription.",
-               (({"tenant": t}, int(bought.get(t) or 0)) for t in tenants))
+    # The seat model's figures, as status and the dashboard show them (tier upgrades, role pools).
+    pools = {t: status.seat_figures(session, t, now) for t in tenants}
+    out.family("licsync_seats_purchased", "gauge", "Seats purchased (a tier upgrade or role pools included).",
+               (({"tenant": t}, int(pools[t]["purchased"])) for t in tenants))
     out.family("licsync_seats_consumed", "gauge", "Seats held now.",
-               (({"tenant": t}, int(used.get(t) or 0)) for t in tenants))
+               (({"tenant": t}, int(pools[t]["consumed"])) for t in tenants))
     out.family("licsync_seats_available", "gauge", "Purchased minus consumed (negative in overage).",
-               (({"tenant": t}, int(bought.get(t) or 0) - int(used.get(t) or 0)) for t in tenants))
+               (({"tenant": t}, int(pools[t]["available"])) for t in tenants))
 
     grace = {t: registry.current_grace(session, t, now) for t in tenants}
     out.family("licsync_grace_state", "gauge", "1 for the tenant's grace state as of now (none|active|enforced).",

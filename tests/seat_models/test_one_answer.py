@@ -2,7 +2,8 @@
 
 Each case was seen wrong on the old code (issue 13): a role pool holder reported unlicensed with
 ``consumed 0``, a refused user told "not enrolled", an expired learner told ``enrolled``, a UPN
-answered "NOT licensed" for a seat holder. Through the real CLI and the real API app.
+answered "NOT licensed" for a seat holder. Through the real CLI and the real API app, on SQLite
+and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from licsync import db
 from licsync.catalogs.csv_import import HEADER
@@ -26,6 +29,13 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 NOW = "2026-03-02T12:00:00Z"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, graph_env: Any, capsys: pytest.CaptureFixture[str], db_url: str) -> Cli:
+    """The seat-model CLI fixture, on SQLite and on PostgreSQL."""
+    return Cli(tmp_path, graph_env, capsys, database={"url": db_url},
+               roles={"teacher": ["elearn"], "observer": ["weclimb"], "leader": ["combined"]})
 
 
 @pytest.fixture
@@ -44,6 +54,7 @@ def api(cli: Cli) -> Iterator[Any]:
         assert r.status_code == 200, r.text
         return r.json()
 
+    access.client = client  # type: ignore[attr-defined]
     yield access
     client.close()
     engine.dispose()
@@ -66,6 +77,10 @@ def test_role_pool_holders_are_licensed_and_counted(cli: Cli, api: Any) -> None:
     assert api("t1")["licensed"] is True and api("t1")["reason"] == "seat_held"
     text = cli("explain", "--tenant", "contoso", "t1")
     assert "holds a seat" in text and "NOT licensed" not in text
+
+    metrics = {f.name: {s.labels.get("tenant"): s.value for s in f.samples}
+               for f in text_string_to_metric_families(api.client.get("/metrics").text)}
+    assert (metrics["licsync_seats_purchased"]["contoso"], metrics["licsync_seats_consumed"]["contoso"]) == (3, 2)
 
     refused = cli.json("explain", "--tenant", "contoso", "t2")  # weclimb had one seat, o1 took it
     assert (refused["holds_seat"], refused["licensed"], refused["seat_reason"]) == (False, False, "pool_full")
