@@ -300,7 +300,7 @@ def access(ctx: Ctx) -> dict[str, Any]:
     from sqlalchemy import text
     from sqlmodel import Session
 
-    from licsync.api.queries import access_decision
+    from licsync.service import access_decision
     from licsync.service import explain_user
 
     engine = ctx.engine()

@@ -9,21 +9,34 @@ With ``replace`` the file is the whole truth: active accounts absent from it are
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
-from licsync.catalogs.records import parse_instant
+from licsync.catalogs.records import ActivationRecord, Applied, parse_instant
 from licsync.db.models import Activation, AuditLog
 from licsync.errors import InputError
 from licsync.seat_models.csvfile import check_len, parse_all, require
 
 HEADER = ("user_id", "display_name", "product", "activated_at", "deactivated_at")
 _A = Activation.__table__  # type: ignore[attr-defined]
+_UPDATE_ACTIVATION = (
+    update(_A)
+    .where(_A.c.tenant == bindparam("b_tenant"), _A.c.identity_id == bindparam("b_id"))
+    .values(
+        product=bindparam("b_product"),
+        display_name=bindparam("b_name"),
+        activated_at=bindparam("b_activated"),
+        deactivated_at=bindparam("b_deactivated"),
+    )
+)
+
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,23 +126,17 @@ def import_file(session: Session, tenant: str, path: Path, *, replace: bool, now
                          f"tenant {tenant}; refused")
     result = ActivationImport(tenant, Path(path).name, replace, len(rows))
     conn = session.connection()
-    ids = [r.user_id for r in rows]
-    for i in range(0, len(ids), 2000):
-        conn.execute(delete(_A).where(_A.c.tenant == tenant, _A.c.identity_id.in_(ids[i : i + 2000])))
-    if rows:
-        conn.execute(insert(_A), [{"tenant": tenant, "identity_id": r.user_id, "product": r.product,
-                                   "display_name": r.display_name or None, "activated_at": r.activated_at,
-                                   "deactivated_at": r.deactivated_at} for r in rows])
-    result.activated = [r.user_id for r in rows if r.deactivated_at is None]
-    result.deactivated = [r.user_id for r in rows if r.deactivated_at is not None]
-    if replace:
-        listed = set(ids)
-        gone = [a for (a,) in conn.execute(select(_A.c.identity_id).where(
-            _A.c.tenant == tenant, _A.c.deactivated_at.is_(None))) if a not in listed]
-        for i in range(0, len(gone), 2000):
-            conn.execute(update(_A).where(_A.c.tenant == tenant, _A.c.identity_id.in_(gone[i : i + 2000]))
-                         .values(deactivated_at=now))
-        result.deactivated += gone
+    records = [ActivationRecord(r.user_id, r.product, r.display_name or None, r.activated_at, r.deactivated_at)
+               for r in rows]
+    if replace:  # the file is the whole truth: active accounts absent from it are deactivated now
+        listed = {r.user_id for r in rows}
+        records += [ActivationRecord(a, p, n, at, now) for a, p, n, at in conn.execute(
+            select(_A.c.identity_id, _A.c.product, _A.c.display_name, _A.c.activated_at).where(
+                _A.c.tenant == tenant, _A.c.deactivated_at.is_(None))) if a not in listed]
+    touched = apply_records(conn.execute, tenant, records, Applied())
+    result.activated = sorted(r.identity_id for r in records if r.deactivated_at is None and r.identity_id in touched)
+    result.deactivated = sorted(r.identity_id for r in records
+                                if r.deactivated_at is not None and r.identity_id in touched)
     return result
 
 
@@ -137,3 +144,54 @@ def audit(session: Session, result: ActivationImport, now: datetime, actor: str)
     session.connection().execute(insert(AuditLog.__table__), [{  # type: ignore[attr-defined]
         "at": now, "tenant": result.tenant, "actor": actor, "action": "activations_imported",
         "subject": result.file, "detail": result.summary()}])
+
+
+def apply_records(execute: Callable[..., Any], tenant: str, records: Iterable[ActivationRecord] | None,
+                  out: Applied) -> set[str]:
+    """Upsert add-on identities; returns those whose seat may move. Absence never deactivates: only an
+    explicit ``deactivated_at`` does. The one writer of ``activation`` (the CSV and the LMS connector)."""
+    stored = {
+        r[0]: (r[1], r[2], r[3], r[4])
+        for r in execute(
+            select(_A.c.identity_id, _A.c.product, _A.c.display_name, _A.c.activated_at, _A.c.deactivated_at).where(
+                _A.c.tenant == tenant
+            )
+        )
+    }
+    affected: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for a in {a.identity_id: a for a in records or ()}.values():
+        vals = (a.product, a.display_name, a.activated_at, a.deactivated_at)
+        old = stored.get(a.identity_id)
+        if old is None:
+            rows.append(
+                {
+                    "tenant": tenant,
+                    "identity_id": a.identity_id,
+                    "product": a.product,
+                    "display_name": a.display_name,
+                    "activated_at": a.activated_at,
+                    "deactivated_at": a.deactivated_at,
+                }
+            )
+            affected.add(a.identity_id)
+        elif old != vals:
+            updates.append(
+                {
+                    "b_tenant": tenant,
+                    "b_id": a.identity_id,
+                    "b_product": a.product,
+                    "b_name": a.display_name,
+                    "b_activated": a.activated_at,
+                    "b_deactivated": a.deactivated_at,
+                }
+            )
+            if (old[3] is None) != (a.deactivated_at is None):
+                affected.add(a.identity_id)
+    if rows:
+        execute(insert(_A), rows)
+    if updates:
+        execute(_UPDATE_ACTIVATION, updates)
+    out.activations_changed = len(rows) + len(updates)
+    return affected

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
+from licsync.catalogs.activations import apply_records
 from licsync.catalogs.records import DEFAULT_SOURCE, Applied, CatalogSnapshot
 from licsync.catalogs.staging import (
     ENROLLMENT_CHANGES,
@@ -72,18 +73,6 @@ _UPDATE_COURSE = (
         changed_at=bindparam("b_at"),
     )
 )
-_UPDATE_ACTIVATION = (
-    update(_A)
-    .where(_A.c.tenant == _T, _A.c.identity_id == bindparam("b_id"))
-    .values(
-        product=bindparam("b_product"),
-        display_name=bindparam("b_name"),
-        activated_at=bindparam("b_activated"),
-        deactivated_at=bindparam("b_deactivated"),
-    )
-)
-
-
 @dataclass
 class Known:
     """What the staged rows are checked against once catalogs and courses are written."""
@@ -140,7 +129,7 @@ def apply_staged(
     _write_enrollments(st, tenant, known, replace=replace, out=out)
     _write_learners(st, tenant, now, known, replace=replace, out=out)
     if head.activations is not None:
-        st.add_affected_ids(_apply_activations(st.conn.execute, tenant, head, out))
+        st.add_affected_ids(apply_records(st.conn.execute, tenant, head.activations, out))
     out.affected = st.affected_ids()
     return out
 
@@ -378,56 +367,3 @@ def _write_learners(st: Staging, tenant: str, now: datetime, known: Known, *, re
     if out.learners_removed:
         doomed = select(literal(tenant), c.c.catalog_id, c.c.user_id).where(c.c.op == "d")
         conn.execute(lst.delete().where(tuple_(lst.c.tenant, lst.c.catalog_id, lst.c.user_id).in_(doomed)))
-
-
-# ---------------------------------------------------------------------- add-on identities
-
-
-def _apply_activations(execute: Callable[..., Any], tenant: str, snap: CatalogSnapshot, out: Applied) -> set[str]:
-    """Upsert add-on identities; returns those whose seat may move. Absence never deactivates: only an
-    explicit ``deactivated_at`` does."""
-    stored = {
-        r[0]: (r[1], r[2], r[3], r[4])
-        for r in execute(
-            select(_A.c.identity_id, _A.c.product, _A.c.display_name, _A.c.activated_at, _A.c.deactivated_at).where(
-                _A.c.tenant == tenant
-            )
-        )
-    }
-    affected: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    for a in {a.identity_id: a for a in snap.activations or ()}.values():
-        vals = (a.product, a.display_name, a.activated_at, a.deactivated_at)
-        old = stored.get(a.identity_id)
-        if old is None:
-            rows.append(
-                {
-                    "tenant": tenant,
-                    "identity_id": a.identity_id,
-                    "product": a.product,
-                    "display_name": a.display_name,
-                    "activated_at": a.activated_at,
-                    "deactivated_at": a.deactivated_at,
-                }
-            )
-            affected.add(a.identity_id)
-        elif old != vals:
-            updates.append(
-                {
-                    "b_tenant": tenant,
-                    "b_id": a.identity_id,
-                    "b_product": a.product,
-                    "b_name": a.display_name,
-                    "b_activated": a.activated_at,
-                    "b_deactivated": a.deactivated_at,
-                }
-            )
-            if (old[3] is None) != (a.deactivated_at is None):
-                affected.add(a.identity_id)
-    if rows:
-        execute(insert(_A), rows)
-    if updates:
-        execute(_UPDATE_ACTIVATION, updates)
-    out.activations_changed = len(rows) + len(updates)
-    return affected
