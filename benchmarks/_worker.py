@@ -300,8 +300,7 @@ def access(ctx: Ctx) -> dict[str, Any]:
     from sqlalchemy import text
     from sqlmodel import Session
 
-    from licsync.service import access_decision
-    from licsync.service import explain_user
+    from licsync.service import access_decision, explain_user
 
     engine = ctx.engine()
     n = int(ctx.raw.get("reps", 500))
