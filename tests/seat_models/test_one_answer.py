@@ -169,3 +169,17 @@ def test_a_fifth_policy_is_one_registered_model(cli: Cli) -> None:
         assert cli.json("explain", "--tenant", "contoso", "u1")["licensed"] is True
     finally:
         base.unregister("toy_double")
+
+
+def test_dry_run_sentences_are_the_models_own(cli: Cli) -> None:
+    cli.directory.add_user(id="u1", displayName="U1")
+    cli.activate("live_enrollment", 5)
+    cli("sync", "--tenant", "contoso")
+    e = cli.file("e.csv", HEADER, [enrollment_row("u1"), enrollment_row("u2", "c2")])  # u2: not in Entra yet
+    cli("import", "enrollments", "--tenant", "contoso", e)
+    cli.directory.add_user(id="u2", displayName="U2")
+    out = cli("sync", "--tenant", "contoso", "--dry-run")
+    assert "would: u2 takes a seat: the user has at least one live (not expired) enrollment" in out
+    rows = cli.json("sync", "--tenant", "contoso", "--dry-run")["changes"]
+    assert rows == [{"holder": "u2", "action": "take", "reason": "enrollment_live",
+                     "sentence": "u2 takes a seat: the user has at least one live (not expired) enrollment"}]
