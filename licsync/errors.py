@@ -5,6 +5,7 @@ Every error the CLI knows becomes one clear line on stderr and a distinct exit c
 
 from __future__ import annotations
 
+EXIT_USAGE = 64  # EX_USAGE: unknown command or option, missing argument
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h)
 EXIT_INPUT = 65  # EX_DATAERR
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL
