@@ -19,9 +19,13 @@ class LicsyncError(Exception):
 
 
 class ConfigError(LicsyncError):
-    """The configuration is wrong: fix it and start again."""
+    """The configuration is wrong: fix it and start again. ``problems`` lists each, when several."""
 
     exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class InputError(LicsyncError):
