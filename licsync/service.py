@@ -5,7 +5,7 @@ Each function takes its session or engine from the caller and returns plain data
 
 from __future__ import annotations
 
-import sys
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlmodel import Session
 from licsync import hooks, reconcile, status
 from licsync.config import Settings, TenantConfig
 from licsync.db.models import AuditLog, MassFreeHold
+from licsync.progress import SyncProgress
 from licsync.seats import Plan, SeatChange, describe, evaluate
 from licsync.sync import CycleResult, run_cycle
 
@@ -30,26 +31,11 @@ async def sync_once(
     show_progress: bool = False,
     client: Any = None,
 ) -> CycleResult:
-    """One cycle, with a progress line on a terminal (pages and users so far)."""
-    progress = None
-    live = None
-    if show_progress and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.live import Live
-        from rich.text import Text
-
-        live = Live(Text(""), console=Console(stderr=True), transient=True, refresh_per_second=8)
-        live.start()
-
-        def progress(pages: int, users: int) -> None:
-            live.update(Text(f"{tenant.name}: reading Graph — {pages} pages, {users} users"))
-
-    try:
-        return await run_cycle(settings, tenant, engine, now=now, full=full, dry_run=dry_run, progress=progress,
+    """One cycle; with ``show_progress``, a progress line on a terminal, a periodic log line elsewhere."""
+    reporter = SyncProgress(tenant.name) if show_progress else None
+    with reporter or nullcontext():
+        return await run_cycle(settings, tenant, engine, now=now, full=full, dry_run=dry_run, progress=reporter,
                                client=client)
-    finally:
-        if live is not None:
-            live.stop()
 
 
 def explain_user(session: Session, tenant: str, user_id: str, now: datetime) -> dict[str, Any]:

@@ -152,8 +152,8 @@ class GraphClient:
                         f"Graph {what}: TLS verification of {self.tenant.graph_url} failed; set ca_bundle if "
                         "it uses a private CA"
                     ) from None
-                error = TransientError(f"Graph {what}: connection to {self.tenant.graph_url} failed "
-                                       f"({type(exc).__name__})")
+                error = TransientError(f"Graph {what}: connection failed ({type(exc).__name__}) "
+                                       f"to {self.tenant.graph_url}")
                 connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 retryable = idempotent or connect
                 if connect and not self._reached and attempt >= min(self._max_retries, _NEVER_REACHED_RETRIES):
