@@ -90,5 +90,6 @@ def activate(
     now = c.now()
     with db.session_scope(c.engine()) as s:
         result = registry.activate(s, tenant, text, settings.vendor.public_key, now, actor="cli")
-        hooks.on_activation(s, settings, result, now)
+        if result.outcome != "already_active":  # the same key again: nothing changed, nothing to tell
+            hooks.on_activation(s, settings, result, now)
     typer.echo(result.sentence)
