@@ -76,12 +76,16 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Configuration file (default: $LICSYNC_CONFIG, then ./licsync.toml)."),
+        typer.Option("--config", metavar="PATH",
+                     help="Configuration file (default: $LICSYNC_CONFIG, then ./licsync.toml)."),
     ] = None,
     now: Annotated[
-        str | None, typer.Option("--now", help="Evaluate everything as of this ISO-8601 instant (what-if).")
+        str | None,
+        typer.Option("--now", metavar="ISO-8601", help="Evaluate everything as of this ISO-8601 instant (what-if)."),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")
+    ] = "warning",
 ) -> None:
     log.configure(log_level)
     try:

@@ -43,6 +43,21 @@ def _write_secret(path: Path, secret: str) -> None:
         fh.write(secret + "\n")
 
 
+def _write_enrollments(path: Path, directory: Any, learners: int) -> None:
+    """A catalog export as ``licsync import enrollments`` reads it: one course, ``learners`` learners."""
+    import csv
+
+    from licsync.catalogs.csv_import import HEADER
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for user in directory.active_users()[:learners]:
+            w.writerow(["onboarding", "Onboarding", "o-101", "Welcome to Contoso", "published", user["id"],
+                        user["userPrincipalName"], "learner", "2026-01-15T09:00:00Z", ""])
+
+
 @app.command()
 def emulator(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the emulator keeps its CA and secrets.")] = Path(
@@ -61,12 +76,18 @@ def emulator(
     admin: Annotated[
         list[str] | None, typer.Option("--admin", help="An admin address in --write-config (repeat for several).")
     ] = None,
+    write_enrollments: Annotated[
+        Path | None,
+        typer.Option("--write-enrollments", help="Write an enrollment CSV of the first --learners users here."),
+    ] = None,
+    learners: Annotated[int, typer.Option("--learners", min=0, help="Learners in --write-enrollments.")] = 60,
 ) -> None:
     """Run the built-in Microsoft Graph emulator (HTTPS, its own CA) until Ctrl-C.
 
     Prints one JSON line on stdout when ready: base_url, graph_url, authority, ca_bundle,
     tenant_id, client_id, client_secret, control_url. With --write-config, also a configuration
-    file for a tenant on it (the secret in a file: reference, never in the file).
+    file for a tenant on it (the secret in a file: reference, never in the file); with
+    --write-enrollments, an enrollment CSV of its users for `licsync import enrollments`.
     """
     import signal
     import sys
@@ -92,6 +113,8 @@ def emulator(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with server:
+        if write_enrollments is not None:  # before the configuration: its appearance says "ready"
+            _write_enrollments(write_enrollments, directory, learners)
         if write_config is not None:
             secret_file = workdir / "client-secret"
             _write_secret(secret_file, server.client_secret)
