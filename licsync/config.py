@@ -28,15 +28,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from licsync.config_sources import ENV_PREFIX, SECTIONS, env_overrides, origin, placeholders, resolve_relative
 from licsync.errors import ConfigError
 
-ENV_PREFIX = "LICSYNC_"
-SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles")
+__all__ = ["ENV_PREFIX", "SECTIONS", "ConfigError", "Settings", "TenantConfig", "load_settings"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -123,10 +126,20 @@ class DatabaseConfig(_Section):
     @field_validator("url")
     @classmethod
     def _known_driver(cls, v: str) -> str:
+        usage = "sqlite:///PATH or postgresql+psycopg://user@host:5432/db"
         if not (v.startswith("sqlite") or v.startswith("postgresql")):
-            raise ValueError("must be sqlite:///PATH or postgresql+psycopg://user@host/db")
+            raise ValueError(f"must be {usage}")
         if v.startswith("postgresql://") or v.startswith("postgres://"):
             v = "postgresql+psycopg://" + v.split("://", 1)[1]
+        # The URL may carry a password: no message here repeats any part of it.
+        try:
+            url = make_url(v)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a database URL (is the port a number?); use {usage}") from None
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(f"unknown database driver {url.drivername!r}; use {usage}") from None
         return v
 
 
@@ -273,6 +286,8 @@ class Settings(_Section):
     api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    # Where the configuration came from ("" when built in code): the file, or where none was found.
+    _source: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Settings:
@@ -287,65 +302,11 @@ class Settings(_Section):
         for t in self.tenant:
             if t.name == name:
                 return t
+        if not self.tenant and self._source.startswith("no configuration file"):
+            raise ConfigError(f"unknown tenant {name!r}: {self._source}")
         known = ", ".join(t.name for t in self.tenant) or "none configured"
-        raise ConfigError(f"unknown tenant {name!r} (known: {known})")
-
-
-def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """Lay ``LICSYNC_SECTION__KEY`` and ``LICSYNC_TENANT__NAME__KEY`` over the file's values."""
-    tenants = data.get("tenant")
-    tenants_by_name = {
-        str(t.get("name", "")).lower(): t for t in (tenants if isinstance(tenants, list) else []) if isinstance(t, dict)
-    }
-    for key, value in sorted(environ.items()):
-        if not key.startswith(ENV_PREFIX) or key == "LICSYNC_CONFIG" or key.startswith("LICSYNC_TEST"):
-            continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
-        if len(parts) == 1:
-            # LICSYNC_DATABASE_URL is accepted as a shorthand of LICSYNC_DATABASE__URL.
-            section = next((s for s in SECTIONS if parts[0].startswith(s + "_")), None)
-            if section is None:
-                continue
-            parts = [section, parts[0][len(section) + 1 :]]
-        if parts[0] == "tenant" and len(parts) == 3:
-            tenant = tenants_by_name.get(parts[1])
-            if tenant is None:
-                raise ConfigError(f"{key}: no [[tenant]] named {parts[1]!r} in the configuration")
-            tenant[parts[2]] = _env_value(value)
-        elif parts[0] in SECTIONS and len(parts) == 2:
-            section_data = data.setdefault(parts[0], {})
-            if not isinstance(section_data, dict):
-                raise ConfigError(f"{key}: {parts[0]} in the configuration file is not a [{parts[0]}] table")
-            section_data[parts[1]] = _env_value(value)
-    return data
-
-
-def _env_value(value: str) -> Any:
-    """Environment values are strings; lists and numbers may be given in TOML syntax."""
-    if value[:1] in "[{":
-        try:
-            return tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            return value
-    return value
-
-
-def _location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
-    out = ""
-    node: Any = data
-    for part in loc:
-        if isinstance(part, int):
-            item = node[part] if isinstance(node, list) and part < len(node) else None
-            name = item.get("name") if isinstance(item, dict) else None  # a list of tables, or of anything
-            out += f"[{part}]" if not name else f"[{part}:{name}]"
-        else:
-            shown = str(part) if str(part).isprintable() else repr(part)  # a key is input: never raw control chars
-            out += f".{shown}" if out else shown
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            node = None
-    return out
+        where = f" in {self._source}" if self._source else ""
+        raise ConfigError(f"unknown tenant {name!r}{where} (known: {known})")
 
 
 def default_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -362,7 +323,7 @@ def load_settings(
     required: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> Settings:
-    """Read, merge and validate the configuration; any problem is a ConfigError naming the key."""
+    """Read, merge and validate the configuration; every problem is listed, each with where it came from."""
     environ = dict(os.environ) if environ is None else environ
     file = default_config_path(path)
     data: dict[str, Any] = {}
@@ -375,19 +336,28 @@ def load_settings(
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{file}: not UTF-8 text") from None
+        resolve_relative(data, file.resolve().parent)
+        source = str(file)
     elif required and path is not None:
         raise ConfigError(f"{file}: configuration file not found")
-    data = _env_overrides(data, environ)
+    else:
+        looked = f"LICSYNC_CONFIG={environ['LICSYNC_CONFIG']}" if environ.get("LICSYNC_CONFIG") else (
+            f"{file.resolve()} (LICSYNC_CONFIG is not set)")
+        source = f"no configuration file found (looked for {looked}); pass --config PATH"
+    sources = env_overrides(data, environ)
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
+    where = str(file) if file.exists() else "configuration"
+    problems = [f"{origin(loc, data, sources, where)}: {msg}" for loc, msg in placeholders(data)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = _location(tuple(err["loc"]), data) or "configuration"
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{file}: {where}: {msg}{more}") from None
+        problems += [f"{origin(tuple(e['loc']), data, sources, where)}: {_message(e)}" for e in exc.errors()]
+        settings = None
+    if problems:
+        raise _config_error(problems)
+    assert settings is not None
+    settings._source = source
     for t in settings.tenant:
         for ref in (t.client_secret, t.certificate_password, t.lms_api_key):
             if ref is not None:
@@ -399,3 +369,15 @@ def load_settings(
     if settings.notifications.smtp_password is not None:
         settings.notifications.smtp_password.resolve()
     return settings
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key (misspelled? see the configuration reference in docs/configuration.md)"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _config_error(problems: list[str]) -> ConfigError:
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    return ConfigError(f"{len(problems)} problems in the configuration:", problems)

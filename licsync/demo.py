@@ -13,6 +13,7 @@ import asyncio
 import csv
 import random
 import shutil
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ import typer
 from licsync import db
 from licsync.catalogs.csv_import import HEADER
 from licsync.config import Settings
+from licsync.errors import TransientError
 
 TENANT = "contoso"
 CATALOGS = [
@@ -81,6 +83,45 @@ def write_enrollments(path: Path, user_ids: list[str], upns: dict[str, str], now
     return rows
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether the dashboard could listen there (bound as uvicorn binds it, SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a busy port before anything starts (not after the login link is printed)."""
+    if port_free(host, port):
+        return
+    spare = next((p for p in range(port + 1, port + 50) if p < 65536 and port_free(host, p)), None)
+    hint = f"e.g. licsync demo --port {spare}" if spare else "licsync demo --port PORT"
+    raise TransientError(f"port {port} on {host} is already in use (another program, or a demo still running); "
+                         f"choose another: {hint} (or --no-serve)")
+
+
+def _listed(changes: Any, verb: str, shown: int = 5) -> None:
+    """The first few changes, then how many more: never five lines that look like the whole list."""
+    for change in changes[:shown]:
+        typer.echo(f"   · {verb}: {change.sentence}")
+    if len(changes) > shown:
+        typer.echo(f"   · … and {len(changes) - shown:,} more {verb}")
+
+
+def _grace_note(status: dict[str, Any], seats: int) -> None:
+    grace = status["grace"]
+    if grace["state"] == "none":
+        return
+    typer.echo(f"   {status['consumed']:,} learners hold seats for {seats:,} purchased: the demo's key is a little "
+               f"short on purpose, so seat-limit grace starts ({grace['state']}, ends {grace['ends_at']}).")
+    typer.echo("   Everyone keeps access during grace; freeing seats or a bigger key ends it "
+               "(README: 'How seats are counted').")
+
+
 def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -> None:
     from licsync.cli.render import print_status
     from licsync.graph.emulator import EmulatorServer
@@ -89,6 +130,8 @@ def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -
     from licsync.status import tenant_status
     from licsync.subscriptions import keys, registry, terms
 
+    if serve:
+        check_port("127.0.0.1", port)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -97,7 +140,8 @@ def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -
     directory = Directory()
     ids = directory.add_users(users, seed=42, disabled_fraction=0.03)
     rng = random.Random(1)
-    for uid in rng.sample(ids, max(1, users // 200)):
+    deleted_early = rng.sample(ids, max(1, users // 200))
+    for uid in deleted_early:
         directory.soft_delete(uid)  # deleted before licsync ever looked: restorable, in deletedItems
     with EmulatorServer(directory, workdir=workdir / "graph-emulator") as graph:
         private_pem, public_b64 = keys.generate_keypair()
@@ -142,6 +186,8 @@ def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -
         with db.session_scope(engine) as s:
             result = import_enrollments(s, settings, TENANT, csv_path, replace=False, now=now, actor="demo")
         typer.echo("   " + result.line())
+        with db.session_scope(engine) as s:
+            _grace_note(tenant_status(s, TENANT, now), seats)
 
         _say("4. The directory changes: accounts disabled, deleted, restored")
         active = [u["id"] for u in directory.active_users() if u["accountEnabled"]]
@@ -152,11 +198,18 @@ def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -
             directory.soft_delete(uid)
         for uid in picks[35:45]:
             directory.hard_delete(uid)
+        restored = deleted_early[: max(1, len(deleted_early) // 2)]
+        for uid in restored:  # back from deletedItems: their enrollments count again
+            directory.restore(uid)
+        typer.echo(f"   20 accounts disabled, 15 soft-deleted, 10 hard-deleted, {len(restored)} restored "
+                   "from deleted items")
         later = now + timedelta(minutes=15)
         r = asyncio.run(sync_once(settings, tenant, engine, now=later, show_progress=True))
         typer.echo("   " + r.line())
-        for change in r.plan.frees[:5]:
-            typer.echo(f"   · {change.sentence}")
+        back = r.summary().get("restored", 0)
+        typer.echo(f"   restored: {back} {'user' if back == 1 else 'users'} back in the directory")
+        _listed(r.plan.takes, "taken")
+        _listed(r.plan.frees, "freed")
 
         _say("5. Seat status")
         with db.session_scope(engine) as s:

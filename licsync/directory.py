@@ -84,12 +84,14 @@ class DirectoryWriter:
         self.inserted = 0
         self._next_analyze = 1000
         self._pending: dict[str, tuple[Any, ...]] = {}  # the batch being gathered, by user id
+        self.rows_read = 0  # rows Graph returned so far (a replayed user counts again): for progress
 
     # ------------------------------------------------------------------ pages
 
     def apply_page(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Upsert one page (in the batch being gathered). The same user may come back on a later
         page: the last one wins."""
+        self.rows_read += len(rows)
         for row in rows:
             self._pending[row[0]] = row
         if len(self._pending) >= BATCH_USERS:

@@ -5,6 +5,7 @@ Every error the CLI knows becomes one clear line on stderr and a distinct exit c
 
 from __future__ import annotations
 
+EXIT_USAGE = 64  # EX_USAGE: unknown command or option, missing argument
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h)
 EXIT_INPUT = 65  # EX_DATAERR
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL
@@ -18,9 +19,13 @@ class LicsyncError(Exception):
 
 
 class ConfigError(LicsyncError):
-    """The configuration is wrong: fix it and start again."""
+    """The configuration is wrong: fix it and start again. ``problems`` lists each, when several."""
 
     exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class InputError(LicsyncError):

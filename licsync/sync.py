@@ -280,7 +280,7 @@ async def _round(
                 writer.apply_page(page.rows)
                 pages += 1
                 if progress:
-                    progress(pages, writer.counts["seen"])
+                    progress(pages, writer.rows_read)  # counts["seen"] is counted only at finish()
                 delta_link = page.delta_link or delta_link
             writer.guard_empty()
             deleted_ids: list[str] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from licsync.cli import (  # noqa: F401
     catalog_cmds,
     demo_cmd,
+    emulator_cmd,
     model_cmds,
     notify_cmds,
     seat_cmds,

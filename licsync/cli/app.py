@@ -14,7 +14,11 @@ from sqlalchemy.engine import Engine
 
 from licsync import log
 from licsync.config import Settings, load_settings
-from licsync.errors import EXIT_FAILURE, LicsyncError
+from licsync.errors import EXIT_FAILURE, EXIT_USAGE, LicsyncError
+
+# typer ships its own copy of click (typer >= 0.20): the exceptions the parser raises are these, not
+# ``click.exceptions.*`` (which is why the dependency is pinned to typer's minor in pyproject.toml).
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # isort: skip
 
 app = typer.Typer(
     name="licsync",
@@ -72,15 +76,23 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Configuration file (default: $LICSYNC_CONFIG, then ./licsync.toml)."),
+        typer.Option("--config", metavar="PATH",
+                     help="Configuration file (default: $LICSYNC_CONFIG, then ./licsync.toml)."),
     ] = None,
     now: Annotated[
-        str | None, typer.Option("--now", help="Evaluate everything as of this ISO-8601 instant (what-if).")
+        str | None,
+        typer.Option("--now", metavar="ISO-8601", help="Evaluate everything as of this ISO-8601 instant (what-if)."),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")
+    ] = "warning",
 ) -> None:
     log.configure(log_level)
-    ctx.obj = Context(config_path=config, now_override=parse_instant(now) if now else None)
+    try:
+        now_override = parse_instant(now) if now else None
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(exc.message, ctx=ctx, param_hint="'--now'") from None
+    ctx.obj = Context(config_path=config, now_override=now_override)
 
 
 def emit_json(data: Any) -> None:
@@ -99,10 +111,50 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def _help_label(param: Any, ctx: Any) -> str:
+    """What follows an option in ``--help``: its choices, or its name in capitals (``--tenant TENANT``)."""
+    label = param.display_type(ctx).strip("<>")
+    if "|" in label and not label.startswith("list["):
+        return label
+    return param.name.upper()
+
+
+def tidy_help(command: Any, ctx: Any = None) -> Any:
+    """Drop typer's ``<str>``/``<bool>`` type labels from every ``--help``: a flag shows nothing after
+    its name, an option its value's name (``--tenant TENANT``), an argument its name (``FILE``)."""
+    from typer._click.core import Context as ClickContext
+
+    ctx = ctx or ClickContext(command, info_name="licsync")
+    for param in command.get_params(ctx):  # with the --help option, which click adds on demand
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            param.display_type_rich = lambda ctx: None  # the name column says it all
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = _help_label(param, ctx)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub, ClickContext(sub, parent=ctx, info_name=sub.name))
+    return command
+
+
+def build_command() -> Any:
+    """The click command behind ``licsync``, with the help tidied (see :func:`tidy_help`)."""
+    return tidy_help(typer.main.get_command(app))
+
+
+def _usage_error(exc: UsageError) -> None:
+    """One line: the problem, then the ``--help`` to read; exit 64 (SPEC §5)."""
+    path = exc.ctx.command_path if exc.ctx is not None else "licsync"
+    message = " ".join(printable(exc.format_message()).split())
+    sys.stderr.write(f"licsync: usage error: {message} (see '{path} --help')\n")
+    raise SystemExit(EXIT_USAGE) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every known error becomes one line on stderr and its exit code."""
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = build_command().main(args=argv, prog_name="licsync", standalone_mode=False)
     except LicsyncError as exc:
         msg = printable(str(exc))
         problems = getattr(exc, "problems", None) or []
@@ -117,14 +169,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors and the truly unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1) from None
+    except NoArgsIsHelpError as exc:  # plain ``licsync`` (or a bare group): the help, and that is no error
+        exc.show()
+        raise SystemExit(0) from None
+    except UsageError as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except Exception as exc:  # the truly unexpected
         sys.stderr.write(f"licsync: internal error: {type(exc).__name__}: {printable(str(exc))} "
                          "(run with --log-level debug)\n")
         raise SystemExit(EXIT_FAILURE) from None

@@ -149,7 +149,7 @@ def token_list(
 def token_revoke(
     ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id (see token list).")]
 ) -> None:
-    """Revoke a token at once; the API refuses it from the next request on."""
+    """Revoke a token; a running API refuses it within 2 s (it trusts a verified token that long)."""
     from licsync import tokens
     from licsync.db import session_scope
     from licsync.errors import NotFound

@@ -156,6 +156,12 @@ class TokenSource:
         except msal.exceptions.MsalServiceError as exc:  # 5xx during discovery
             raise TransientError(f"tenant {t.name}: authority discovery failed: {truncate(str(exc))}") from None
         except ValueError as exc:  # 4xx from discovery (unknown tenant), or an authority MSAL refuses
+            if "Unable to get authority configuration" in str(exc):
+                raise PermanentError(
+                    f"tenant {t.name}: {t.authority} does not know tenant_id {t.tenant_id!r} (check tenant_id: "
+                    "the Directory (tenant) ID on the app registration's Overview page; and authority for a "
+                    "sovereign cloud)"
+                ) from None
             raise PermanentError(
                 f"tenant {t.name}: MSAL rejected the configuration ({authority}): {truncate(str(exc), 200)}"
             ) from None

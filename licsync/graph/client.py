@@ -25,6 +25,7 @@ from licsync.graph import tls
 from licsync.graph.auth import GraphTokenProvider, TokenSource
 from licsync.graph.parse import USER_SELECT, DeltaPage, UserRow, parse_delta_page, parse_id_page, parse_sign_in_page
 from licsync.graph.status import error_for_response
+from licsync.log import get_logger
 
 __all__ = ["USER_SELECT", "DeltaPage", "GraphClient", "GraphStats", "UserRow"]
 
@@ -32,6 +33,9 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[Any]]
 
 _READ = "User.Read.All"
+# A Graph URL that has never answered this client (a typo, a firewall) is not retried for minutes:
+# this many retries, a few seconds, then the error names the URL.
+_NEVER_REACHED_RETRIES = 2
 
 
 @dataclass
@@ -84,6 +88,7 @@ class GraphClient:
         self._own_tokens = token_source is None
         self._tokens = token_source if token_source is not None else TokenSource(tenant)
         self._max_retries = tenant.max_retries
+        self._reached = False  # has Graph answered this client at least once?
         self._max_retry_after = tenant.max_retry_after.total_seconds()
         seconds = tenant.timeout.total_seconds()
         # Our own transport, kept to close it: msgraph-core's AsyncGraphTransport wraps the
@@ -147,9 +152,18 @@ class GraphClient:
                         f"Graph {what}: TLS verification of {self.tenant.graph_url} failed; set ca_bundle if "
                         "it uses a private CA"
                     ) from None
-                error = TransientError(f"Graph {what}: connection failed ({type(exc).__name__})")
-                retryable = idempotent or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                error = TransientError(f"Graph {what}: connection failed ({type(exc).__name__}) "
+                                       f"to {self.tenant.graph_url}")
+                connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                retryable = idempotent or connect
+                if connect and not self._reached and attempt >= min(self._max_retries, _NEVER_REACHED_RETRIES):
+                    raise TransientError(
+                        f"Graph {what}: cannot connect to {self.tenant.graph_url} ({type(exc).__name__}); gave up "
+                        f"after {attempt + 1} attempts in {self.stats.waited_seconds:.0f} s — check graph_url "
+                        "and the network path (proxy, firewall)"
+                    ) from None
             else:
+                self._reached = True
                 if not isinstance(resp, httpx.Response):  # pragma: no cover - NativeResponseHandler contract
                     raise PermanentError(f"Graph {what}: the SDK returned {type(resp).__name__}, not a response")
                 if resp.is_success:
@@ -176,6 +190,9 @@ class GraphClient:
                 )
             delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
             attempt += 1
+            get_logger(tenant=self.tenant.name).warning(
+                "graph_retry", error=str(error), attempt=attempt, of=self._max_retries, wait_seconds=round(delay, 1)
+            )
             self.stats.retries += 1
             self.stats.waited_seconds += delay
             await self._sleep(delay)

@@ -7,7 +7,8 @@
 
 Run standalone (another process drives it through ``/_emulator/...``):
 
-    python -m licsync.graph.emulator --port 8443 --users 1000 --workdir /tmp/emu
+    licsync emulator --port 8443 --users 1000 --workdir /tmp/emu --write-config /tmp/emu/licsync.toml
+    python -m licsync.graph.emulator --port 8443 --users 1000 --workdir /tmp/emu   # the same, bare
 
 The pieces: ``emulator_state`` (the directory and its change log), ``emulator_tenant`` (delta
 and list semantics, fault knobs), ``emulator_auth`` (apps, tokens, JWKS), ``emulator_app``

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
 import ipaddress
 import smtplib
 import ssl
@@ -68,9 +69,16 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+# The default policy folds a header at 78 columns, and a subject of about that length is folded
+# right after "Subject:", so the value starts with a line break (seen by any parser that keeps
+# folding whitespace). Header lines up to RFC 5322's hard limit of 998 need no folding; the outbox
+# caps a subject at 500 characters.
+MIME_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def build_mime(mail: Mail) -> EmailMessage:
     """The RFC 5322 message: text with an HTML alternative, a stable Message-ID, auto-reply suppression."""
-    msg = EmailMessage()
+    msg = EmailMessage()  # the default policy chooses the body's transfer encoding, as before
     msg["From"] = mail.sender
     msg["To"] = mail.recipient
     msg["Subject"] = mail.subject
@@ -82,6 +90,7 @@ def build_mime(mail: Mail) -> EmailMessage:
     msg.set_content(mail.text)
     if mail.html:
         msg.add_alternative(mail.html, subtype="html")
+    msg.policy = MIME_POLICY  # headers are folded when the message is flattened: by this policy
     return msg
 
 

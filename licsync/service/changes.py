@@ -116,7 +116,8 @@ def activate(session: Session, settings: Settings, tenant: str, key_text: str, n
              actor: str = "cli") -> Any:
     """Verify and activate a key (moving it from another tenant); grace and mails follow."""
     result = registry.activate(session, tenant, key_text, settings.vendor.public_key, now, actor=actor)
-    reseat.after_activation(session, settings, result, now)
+    if result.outcome != "already_active":  # the same key again: nothing changed, nothing to tell
+        reseat.after_activation(session, settings, result, now)
     return result
 
 

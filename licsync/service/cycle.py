@@ -1,16 +1,14 @@
-"""One sync cycle for the faces, with a progress line on a terminal."""
+"""One sync cycle for the faces, with its progress shown (``licsync.progress``)."""
 
 from __future__ import annotations
 
-import sys
+from contextlib import nullcontext
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 from sqlalchemy.engine import Engine
 
 from licsync.config import Settings, TenantConfig
+from licsync.progress import SyncProgress
 from licsync.sync import CycleResult, run_cycle
 
 
@@ -25,22 +23,11 @@ async def sync_once(
     show_progress: bool = False,
     client: Any = None,
 ) -> CycleResult:
-    """One cycle, with a progress line on a terminal (pages and users so far)."""
-    progress = None
-    live = None
-    if show_progress and sys.stderr.isatty():
-        live = Live(Text(""), console=Console(stderr=True), transient=True, refresh_per_second=8)
-        live.start()
-
-        def progress(pages: int, users: int) -> None:
-            live.update(Text(f"{tenant.name}: reading Graph — {pages} pages, {users} users"))
-
-    try:
-        return await run_cycle(settings, tenant, engine, now=now, full=full, dry_run=dry_run, progress=progress,
+    """One cycle; with ``show_progress``, a progress line on a terminal, a periodic log line elsewhere."""
+    reporter = SyncProgress(tenant.name) if show_progress else None
+    with reporter or nullcontext():
+        return await run_cycle(settings, tenant, engine, now=now, full=full, dry_run=dry_run, progress=reporter,
                                client=client)
-    finally:
-        if live is not None:
-            live.stop()
 
 
 def changes_as_rows(result: CycleResult) -> list[dict[str, str]]:

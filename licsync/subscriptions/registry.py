@@ -18,8 +18,9 @@ Activation rules:
 * A key older than the stored one (``issued_at`` earlier) is refused everywhere: an older key
   never replaces a newer one, not even by moving to another tenant.
 * The identical key (same ``issued_at``) re-activated on the tenant where it is already active is
-  refused (nothing would change); on another tenant it moves the subscription there; on a tenant
-  where it was deactivated (replaced by another subscription) it re-activates it.
+  a no-op: the result says ``already_active`` (since when) and nothing is written; on another tenant
+  it moves the subscription there; on a tenant where it was deactivated (replaced by another
+  subscription) it re-activates it.
 * A key that has already expired is accepted and activated: its expiry grace runs from the expiry
   instant (possibly already enforced). The result says so, for the CLI to warn the admin. Keys that
   have not started yet are accepted too (``not_started`` in the result).
@@ -48,12 +49,13 @@ class ActivationResult:
 
     tenant: str
     terms: Terms
-    outcome: str  # activated | reactivated | renewed | moved
+    outcome: str  # activated | reactivated | renewed | moved | already_active (nothing written)
     sentence: str
     previous_tenant: str | None = None  # the subscription was moved away from it: notify its admins
     replaced_subscription_id: str | None = None  # another subscription deactivated on this tenant
     expired: bool = False  # already expired at activation: expiry grace applies at once
     not_started: bool = False
+    since: datetime | None = None  # already_active: when it was activated
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -89,6 +91,10 @@ def activate(session: Session, tenant: str, key_text: str, public_key_b64: str |
     row = session.get(Subscription, terms.id, with_for_update=True)
     if row is not None:
         _refuse_stale(row, terms, tenant)
+        if terms.issued_at == keys.read_unverified(row.key).issued_at and row.state == "active" \
+                and row.tenant == tenant:
+            return _with_sentence(ActivationResult(tenant=tenant, terms=terms, outcome="already_active",
+                                                   sentence="", since=row.activated_at))
     previous_tenant = row.tenant if row is not None and row.state == "active" and row.tenant != tenant else None
     renewed = row is not None and row.state == "active" and row.tenant == tenant
 
@@ -154,15 +160,17 @@ def _refuse_stale(row: Subscription, terms: Terms, tenant: str) -> None:
     if terms.issued_at == stored.issued_at and terms != stored:
         raise InputError(f"subscription key refused: another key for {terms.id} with the same issue time "
                          f"({_when(terms.issued_at)}) and different terms is stored; ask the vendor for a newer key.")
-    if terms.issued_at == stored.issued_at and row.state == "active" and row.tenant == tenant:
-        raise InputError(f"subscription key refused: this key for {terms.id} is already active on {tenant}; "
-                         "an older or identical key never replaces a newer one. Nothing changed.")
 
 
 def _with_sentence(r: ActivationResult) -> ActivationResult:
     t = r.terms
+    what = {"activated": f"is now active on {r.tenant}", "reactivated": f"is active again on {r.tenant}",
+            "renewed": f"is renewed on {r.tenant}", "moved": f"has moved to {r.tenant}",
+            "already_active": f"is already active on {r.tenant} since {_when(r.since)}; nothing changed"}
     parts = [f"Subscription {t.id} ({t.customer}, {t.seats} seats, policy {t.policy}, valid from "
-             f"{_when(t.starts_at)} until {_when(t.ends_at)}) is {r.outcome} on {r.tenant}."]
+             f"{_when(t.starts_at)} until {_when(t.ends_at)}) {what[r.outcome]}."]
+    if r.outcome == "already_active":
+        return replace(r, sentence=parts[0])
     if r.previous_tenant:
         parts.append(f"It was deactivated on {r.previous_tenant}; that tenant's admins are notified.")
     if r.replaced_subscription_id:

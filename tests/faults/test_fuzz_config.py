@@ -122,7 +122,10 @@ def test_random_config_files_are_refused_with_one_line_and_exit_78(doc: dict[str
     # Even a valid configuration ends here: the fresh database has no schema (also a ConfigError).
     assert code == EXIT_CONFIG, (code, err, raw[:300])
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("licsync: error: "), err
+    # One line, or a heading line and one indented line per problem (every problem is listed).
+    assert lines and lines[0].startswith("licsync: error: "), err
+    assert len(lines) == 1 or (lines[0].endswith("problems in the configuration:")
+                               and all(line.startswith("  ") for line in lines[1:])), err
     assert "Traceback" not in err and "internal error" not in err
     for secret in secrets_in(doc):
         assert secret not in err, "a secret given in clear was echoed back"

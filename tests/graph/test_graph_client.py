@@ -225,9 +225,23 @@ def test_connection_failures_are_retried_then_transient(graph_env: GraphEnv) -> 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(TransientError, match="connection failed"):
+    with pytest.raises(TransientError, match=f"cannot connect to https://127.0.0.1:{port}/v1.0"):
         run_round(graph_env, graph_url=f"https://127.0.0.1:{port}/v1.0", max_retries=2)
     assert len(graph_env.sleeps) == 2
+
+
+def test_a_graph_url_that_never_answered_is_named_after_a_few_attempts(graph_env: GraphEnv) -> None:
+    """Not 44 s of silent retries (max_retries 6): three attempts, and the URL in the error."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1.0"
+    with pytest.raises(TransientError) as exc:
+        run_round(graph_env, graph_url=url)
+    assert len(graph_env.sleeps) == 2
+    assert f"cannot connect to {url} (ConnectError); gave up after 3 attempts" in str(exc.value)
 
 
 def test_missing_permission_is_permanent_and_named(graph_env: GraphEnv) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +46,27 @@ def test_a_missing_figure_is_an_error_not_a_blank() -> None:
         render("sync_failing", {"tenant": "contoso", "audience": "tenant", "now": render_examples.NOW})
     with pytest.raises(ValueError, match="no template"):
         render("nope", {})
+
+
+def _threshold(consumed: int, purchased: int, threshold: int) -> Any:
+    figures = {"purchased": purchased, "consumed": consumed, "available": max(0, purchased - consumed),
+               "overage": max(0, consumed - purchased), "usage_pct": round(100 * consumed / purchased, 1)}
+    return render("usage_threshold", {"tenant": "contoso", "audience": "tenant", "now": render_examples.NOW,
+                                      "contacts": [], "figures": figures, "catalogs": [], "subscription": None,
+                                      "threshold": threshold})
+
+
+def test_over_the_maximum_is_not_titled_100_percent() -> None:
+    r = _threshold(39, 30, 100)
+    assert r.subject == "[licsync] contoso: over the seat maximum, 39 seats in use for 30 (130 %)"
+    assert "above the seat maximum: 39 seats are in use for 30 purchased (130 %, 9 over)" in r.text
+    assert "above the seat maximum" in r.html
+    assert _threshold(90, 100, 90).subject == "[licsync] contoso: 90 % of seats in use (90 of 100)"
+
+
+def test_the_figures_say_when_they_were_counted() -> None:
+    """A message is queued by a cycle and may be sent later: its figures carry their instant."""
+    r = _threshold(42, 50, 80)
+    assert "42 of 50 seats are in use, 8 available, as of 2026-11-22 10:00 UTC." in r.text
+    assert "Seats of contoso as of 2026-11-22 10:00 UTC" in r.text
+    assert "as of 2026-11-22 10:00 UTC" in r.html

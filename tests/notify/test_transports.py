@@ -244,3 +244,20 @@ def test_refuses_a_password_over_a_clear_connection_to_a_remote_host() -> None:
         SmtpTransport("smtp.example.com", 25, tls="none", user="u", password=SecretRef("env:X"))
     with pytest.raises(ConfigError, match="without smtp_password"):
         SmtpTransport("127.0.0.1", 25, tls="none", user="u")
+
+
+# --------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize("length", [70, 76, 77, 78, 79, 90, 200])
+def test_the_subject_is_never_folded_to_start_with_a_line_break(sqlite_engine: Engine, smtp: SmtpServer,
+                                                                 length: int) -> None:
+    """The default email policy folded a ~78-character subject right after "Subject:"."""
+    subject = ("[licsync] contoso: grace period ends within 24 hours (2026-12-04 10:00 UTC) " + "x" * 200)[:length]
+    subject = subject.rstrip()
+    with db.session_scope(sqlite_engine) as s:
+        enqueue(s, event="test", tenant="contoso", recipients=["it@x.example"], subject=subject, text="plain",
+                html="<p>rich</p>", key_parts=("t",), now=NOW)
+    result = asyncio.run(drain(sqlite_engine, make_settings(smtp.port), SmtpTransport("127.0.0.1", smtp.port), NOW))
+    assert result.sent == 1
+    assert smtp.messages[0].message["Subject"] == subject

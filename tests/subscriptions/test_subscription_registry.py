@@ -113,14 +113,25 @@ def test_older_key_is_refused_and_changes_nothing(engine, vendor, issue, tenant)
     assert snapshot(engine) == before
 
 
-def test_identical_key_on_the_same_tenant_is_refused(engine, vendor, issue) -> None:
+def test_identical_key_on_the_same_tenant_is_a_no_op(engine, vendor, issue) -> None:
     key = issue()
     with session_scope(engine) as s:
         registry.activate(s, "contoso", key, vendor[1], NOW)
     before = snapshot(engine)
-    with pytest.raises(InputError, match="already active on contoso"), session_scope(engine) as s:
-        registry.activate(s, "contoso", "\n".join([key[:50], key[50:]]), vendor[1], NOW + DAY)
+    with session_scope(engine) as s:
+        again = registry.activate(s, "contoso", "\n".join([key[:50], key[50:]]), vendor[1], NOW + DAY)
+    assert again.outcome == "already_active" and again.since == NOW
+    assert again.sentence.endswith(f"is already active on contoso since {NOW:%Y-%m-%d %H:%M} UTC; nothing changed.")
     assert snapshot(engine) == before
+
+
+def test_a_move_reads_has_moved_to(engine, vendor, issue) -> None:
+    key = issue()
+    with session_scope(engine) as s:
+        registry.activate(s, "contoso", key, vendor[1], NOW)
+    with session_scope(engine) as s:
+        moved = registry.activate(s, "fabrikam", key, vendor[1], NOW + DAY)
+    assert ") has moved to fabrikam. It was deactivated on contoso" in moved.sentence
 
 
 def test_same_issue_time_with_other_terms_is_refused(engine, vendor, issue) -> None:
