@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Command groups register themselves on the app when imported.
 from licsync.cli import (  # noqa: F401
+    authority_cmds,
     catalog_cmds,
     demo_cmd,
     model_cmds,

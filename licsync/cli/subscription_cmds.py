@@ -43,6 +43,8 @@ def issue(
     reuse_limit: Annotated[int | None, typer.Option("--reuse-limit", help="live_enrollment: reuses per year.")] = None,
     tiers: Annotated[str | None, typer.Option("--tiers", help="Seat ladder, e.g. 1000,2000,5000.")] = None,
     pools: Annotated[str | None, typer.Option("--pools", help="role: e.g. elearn=100,weclimb=50.")] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Bind the key to this Entra tenant id "
+                                                  "(customers without an activation authority).")] = None,
 ) -> None:
     """Sign a subscription key; prints only the key on stdout."""
     from licsync.subscriptions import keys, terms
@@ -58,6 +60,10 @@ def issue(
         extras["tiers"] = terms.parse_tiers(tiers)
     if pools:
         extras["pools"] = terms.parse_pools(pools)
+    if tenant_id is not None:
+        from licsync.authority.lease import tenant_guid
+
+        extras["tenant_id"] = tenant_guid(tenant_id, "--tenant-id")
     t = terms.Terms(
         id=sub_id,
         customer=customer,
@@ -80,15 +86,14 @@ def activate(
     key: Annotated[str, typer.Argument(help="The signed key, or - to read it from stdin.")],
 ) -> None:
     """Verify a subscription key and make it active on this tenant (deactivating it elsewhere)."""
-    from licsync import hooks
-    from licsync.subscriptions import registry
+    from licsync import hooks, leasing
 
     c = ctx_of(ctx)
     settings = c.settings
-    settings.get_tenant(tenant)
+    tenant_cfg = settings.get_tenant(tenant)
     text = sys.stdin.read() if key == "-" else key
     now = c.now()
     with db.session_scope(c.engine()) as s:
-        result = registry.activate(s, tenant, text, settings.vendor.public_key, now, actor="cli")
+        result = leasing.activate(s, settings, tenant_cfg, text, now, actor="cli")
         hooks.on_activation(s, settings, result, now)
     typer.echo(result.sentence)
