@@ -58,10 +58,16 @@ def create_app(engine: Engine, signer: service.Signer, clock: Callable[[], datet
             return _error(400, "bad_request", str(exc))
         return _error(500, "error", type(exc).__name__)
 
-    def run(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        with engine.begin() as conn:
-            out = fn(conn, *args)
-        log.info("authority_answer", call=fn.__name__, outcome=out.get("outcome") or out.get("state"),
+    def run(call: str, fn: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+        try:
+            with engine.begin() as conn:
+                out = fn(conn)
+        except service.Refused as exc:
+            with engine.begin() as conn:
+                service.audit_refusal(conn, now(), call, exc)
+            log.warning("authority_refused", call=call, code=exc.code)
+            raise
+        log.info("authority_answer", call=call, outcome=out.get("outcome") or out.get("state"),
                  subscription=out.get("subscription_id"))
         return out
 
@@ -78,15 +84,16 @@ def create_app(engine: Engine, signer: service.Signer, clock: Callable[[], datet
 
     @app.post("/v1/activate")
     def activate(body: ActivateBody) -> dict[str, Any]:
-        return run(lambda c: service.activate(c, signer, body.key, body.tenant_id, body.deployment_id, now()))
+        return run("activate",
+                   lambda c: service.activate(c, signer, body.key, body.tenant_id, body.deployment_id, now()))
 
     @app.post("/v1/renew")
     def renew(body: LeaseBody) -> dict[str, Any]:
-        return run(lambda c: service.renew(c, signer, body.lease, now()))
+        return run("renew", lambda c: service.renew(c, signer, body.lease, now()))
 
     @app.post("/v1/deactivate")
     def deactivate(body: LeaseBody) -> dict[str, Any]:
-        return run(lambda c: service.deactivate(c, signer, body.lease, now()))
+        return run("deactivate", lambda c: service.deactivate(c, signer, body.lease, now()))
 
     @app.get("/v1/activations", response_model=None)
     def activations(authorization: str | None = Header(None)) -> Any:
@@ -99,18 +106,18 @@ def create_app(engine: Engine, signer: service.Signer, clock: Callable[[], datet
     def import_key(body: KeyBody, authorization: str | None = Header(None)) -> Any:
         if (denied := vendor(authorization)) is not None:
             return denied
-        return run(lambda c: service.import_key(c, body.key, now(), "api"))
+        return run("import_key", lambda c: service.import_key(c, body.key, now(), "api"))
 
     @app.post("/v1/subscriptions/{subscription_id}/move", response_model=None)
     def move(subscription_id: str, body: MoveBody, authorization: str | None = Header(None)) -> Any:
         if (denied := vendor(authorization)) is not None:
             return denied
-        return run(lambda c: service.move(c, subscription_id, body.tenant_id, now(), "api"))
+        return run("move", lambda c: service.move(c, subscription_id, body.tenant_id, now(), "api"))
 
     @app.post("/v1/subscriptions/{subscription_id}/revoke", response_model=None)
     def revoke(subscription_id: str, authorization: str | None = Header(None)) -> Any:
         if (denied := vendor(authorization)) is not None:
             return denied
-        return run(lambda c: service.revoke(c, subscription_id, now(), "api"))
+        return run("revoke", lambda c: service.revoke(c, subscription_id, now(), "api"))
 
     return app

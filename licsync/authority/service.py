@@ -206,11 +206,7 @@ def _activation_of(conn: Connection, signer: Signer, lease_text: str) -> tuple[l
 
 def renew(conn: Connection, signer: Signer, lease_text: str, now: datetime) -> dict[str, Any]:
     """A new lease for the active activation the presented lease names; refused "moved" / "revoked"."""
-    try:
-        lease, current = _activation_of(conn, signer, lease_text)
-    except Refused as exc:
-        _audit(conn, now, "deployment", "renewal_refused", None, code=exc.code, reason=str(exc))
-        raise
+    lease, current = _activation_of(conn, signer, lease_text)
     text, expires = signer.lease(lease.subscription_id, lease.tenant_id, lease.deployment_id, now)
     conn.execute(update(activations).where(activations.c.id == current.id).values(renewed_at=now,
                                                                                   lease_expires_at=expires))
@@ -226,6 +222,11 @@ def deactivate(conn: Connection, signer: Signer, lease_text: str, now: datetime)
     _audit(conn, now, "deployment", "activation_deactivated", lease.subscription_id, tenant_id=lease.tenant_id,
            deployment_id=lease.deployment_id)
     return {"subscription_id": lease.subscription_id, "state": "deactivated"}
+
+
+def audit_refusal(conn: Connection, now: datetime, call: str, exc: Refused) -> None:
+    """A refusal rolls its own transaction back; its audit row is written in a new one."""
+    _audit(conn, now, "deployment", f"{call}_refused", None, code=exc.code, reason=str(exc))
 
 
 # --------------------------------------------------------------------------- vendor
