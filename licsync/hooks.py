@@ -23,7 +23,7 @@ def after_apply(
     A sync cycle (``cycle_id`` given) also closes a failure streak ("recovered"); other writers
     (imports, approvals, learner-list changes) announce only what their change caused.
     """
-    from licsync import reconcile
+    from licsync import forecast_view, reconcile
     from licsync.notify import events
     from licsync.seat_models import dispatch
     from licsync.subscriptions import registry
@@ -45,6 +45,7 @@ def after_apply(
     transitions = registry.evaluate_grace(session, tenant, reconcile.consumed(session, tenant), now, cycle_id=cycle_id)
     if cycle_id is not None:
         events.on_cycle(session, settings, tenant, transitions=transitions, now=now, hold_id=hold_id)
+        forecast_view.announce(session, settings, tenant, now)  # seats forecast to run out soon (once per crossing)
     else:
         events.on_change(session, settings, tenant, transitions=transitions, now=now)
         if hold_id is not None:

@@ -78,6 +78,7 @@ def seat_figures(session: Session, tenant: str, now: datetime) -> dict[str, Any]
 def tenant_status(session: Session, tenant: str, now: datetime, settings: Settings | None = None) -> dict[str, Any]:
     """The contract's status JSON (SPEC §5), plus additive keys: grace.days_left, and ``model`` —
     what the subscription's counting model shows (reuses, tiers, billing, pools)."""
+    from licsync.forecast_view import forecast_for
     from licsync.seat_models import dispatch
 
     return {
@@ -85,6 +86,7 @@ def tenant_status(session: Session, tenant: str, now: datetime, settings: Settin
         **seat_figures(session, tenant, now),
         "catalogs": catalog_rows(session, tenant),
         "model": dispatch.status_block(session, settings, tenant, now),
+        "forecast": forecast_for(session, tenant, now),
     }
 
 

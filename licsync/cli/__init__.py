@@ -7,6 +7,7 @@ from licsync.cli import (  # noqa: F401
     authority_cmds,
     catalog_cmds,
     demo_cmd,
+    forecast_cmd,
     model_cmds,
     notify_cmds,
     seat_cmds,
