@@ -22,6 +22,7 @@ from datetime import date, timedelta
 import pytest
 
 from licsync import forecast as fc
+from licsync.api.charts import FORECAST_DAYS_SHOWN, usage_chart
 
 TODAY = date(2026, 12, 1)
 
@@ -106,3 +107,18 @@ def test_backtest_on_synthetic_histories(kind: str, median_max: int, p90_max: in
         assert errors[-1] <= worst_max
     if coverage_min is not None:
         assert coverage >= coverage_min
+
+
+def test_the_dashboard_chart_draws_the_forecast_line_and_its_range() -> None:
+    hist = [{"day": (TODAY - timedelta(days=29 - i)).isoformat(), "purchased": 100, "consumed": 50 + i}
+            for i in range(30)]
+    f = fc.forecast([(date.fromisoformat(h["day"]), h["consumed"]) for h in hist], 100, 79, TODAY).as_json("c")
+    chart = usage_chart(hist, forecast=f)
+    assert chart is not None and chart.forecast and chart.forecast_band
+    (x0, y0), (x1, y1) = (tuple(map(float, p.split(","))) for p in chart.forecast.split())
+    assert x0 < x1 <= chart.right and y1 < y0  # forward in time, up to the seats
+    assert f["runs_out_on"] in chart.forecast_label
+    assert usage_chart(hist, forecast={**f, "runs_out_on": None, "range": None}).forecast == ""  # type: ignore[union-attr]
+    far = {**f, "runs_out_on": "2031-01-01", "range": ["2030-01-01", "2032-01-01"]}
+    assert usage_chart(hist, forecast=far).x_labels[-1][1] == "…"  # type: ignore[union-attr]
+    assert FORECAST_DAYS_SHOWN == 120
