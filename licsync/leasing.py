@@ -19,6 +19,7 @@ lease keeps licensing to its expiry; then grace runs with reason ``lease_expired
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -46,12 +47,19 @@ def _configured_tenant_id(tenant: TenantConfig) -> str:
 
 def activate(session: Session, settings: Settings, tenant: TenantConfig, key_text: str, now: datetime,
              actor: str = "cli") -> ActivationResult:
-    """Activate ``key_text`` on ``tenant`` (through the authority when configured); nothing changes on refusal."""
+    """Activate ``key_text`` on ``tenant`` (through the authority when configured); nothing changes on refusal.
+
+    The local activation is written first (it refuses stale keys before the authority is asked),
+    then the authority is asked in the same open transaction: a refusal rolls both back.
+    """
     terms = keys.verify(key_text, settings.vendor.public_key)
     bound = terms.bound_tenant_id
     if bound is not None and bound != _configured_tenant_id(tenant):
         raise InputError(f"subscription key refused: it is bound to tenant {bound}, and tenant {tenant.name} is "
                          f"{tenant.tenant_id.lower()}. Nothing changed.")
+    if terms.required_authority and not settings.authority.url:
+        raise InputError(f"subscription key refused: it must be activated through the vendor's activation "
+                         f"authority; set [authority] url = \"{terms.required_authority}\". Nothing changed.")
     if not settings.authority.url:
         result = registry.activate(session, tenant.name, key_text, settings.vendor.public_key, now, actor=actor)
         if bound is not None:
@@ -61,18 +69,25 @@ def activate(session: Session, settings: Settings, tenant: TenantConfig, key_tex
         return result
     tenant_id = _configured_tenant_id(tenant)
     deployment = leases.deployment_id(session)
+    found = registry.active_subscription(session, tenant.name)
+    if found is not None and found[1] == terms:  # already active here by key: it only needs its lease
+        result = ActivationResult(tenant=tenant.name, terms=terms, outcome="leased",
+                                  sentence=f"Subscription {terms.id} is already active on {tenant.name}.")
+    else:
+        result = registry.activate(session, tenant.name, key_text, settings.vendor.public_key, now, actor=actor)
     try:
         with AuthorityClient(settings.authority) as client:
             answer = client.activate(keys.normalize(key_text), tenant_id, deployment)
     except Refused as exc:
         raise InputError(f"subscription key refused: {exc}. Nothing changed.") from None
-    result = registry.activate(session, tenant.name, key_text, settings.vendor.public_key, now, actor=actor)
     lease = leases.record_lease(session, tenant.name, tenant_id, answer["lease"], settings.vendor.public_key, now,
                                 subscription_id=terms.id, deployment=deployment)
     registry.audit(session, now=now, tenant=tenant.name, actor=actor, action="lease_received", subject=terms.id,
                    detail={"outcome": answer.get("outcome"), "tenant_id": tenant_id, "deployment_id": deployment,
                            "lease_expires_at": lease.expires_at.isoformat()})
-    return result
+    when = lease.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    return replace(result, sentence=f"{result.sentence} Activation authority: leased to this deployment until "
+                                    f"{when}, renewed by every sync.")
 
 
 def _stop_licensing(session: Session, settings: Settings, tenant: str, subscription_id: str, now: datetime,

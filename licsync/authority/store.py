@@ -23,7 +23,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -55,9 +54,10 @@ activations = Table(
     Column("lease_expires_at", UTCDateTime()),
     Column("state", String(16), nullable=False),  # active | moved | revoked | deactivated
     Column("ended_at", UTCDateTime()),
-    Index("uq_authority_activation_one_active", "subscription_id", unique=True,
-          sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
 )
+_ONE_ACTIVE = activations.c.state == "active"
+Index("uq_authority_activation_one_active", activations.c.subscription_id, unique=True,
+      sqlite_where=_ONE_ACTIVE, postgresql_where=_ONE_ACTIVE)
 
 audit = Table(
     "authority_audit", metadata,

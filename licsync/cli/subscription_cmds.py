@@ -45,6 +45,8 @@ def issue(
     pools: Annotated[str | None, typer.Option("--pools", help="role: e.g. elearn=100,weclimb=50.")] = None,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Bind the key to this Entra tenant id "
                                                   "(customers without an activation authority).")] = None,
+    authority: Annotated[str | None, typer.Option("--authority", help="https URL of the activation authority "
+                                                  "the key must be activated through.")] = None,
 ) -> None:
     """Sign a subscription key; prints only the key on stdout."""
     from licsync.subscriptions import keys, terms
@@ -64,6 +66,8 @@ def issue(
         from licsync.authority.lease import tenant_guid
 
         extras["tenant_id"] = tenant_guid(tenant_id, "--tenant-id")
+    if authority is not None:
+        extras["authority"] = authority.rstrip("/")
     t = terms.Terms(
         id=sub_id,
         customer=customer,

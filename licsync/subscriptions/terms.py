@@ -23,7 +23,7 @@ from licsync.errors import InputError
 
 POLICIES = ("enrollment", "live_enrollment", "first_access", "role")
 OVERAGES = ("grace", "block", "tiered", "bill")
-EXTRAS = ("reuse_limit", "tiers", "pools", "tenant_id")
+EXTRAS = ("reuse_limit", "tiers", "pools", "tenant_id", "authority")
 DEFAULT_REUSE_LIMIT = 3
 FIELDS = ("id", "customer", "seats", "starts_at", "ends_at", "policy", "overage", "grace_days",
           "issued_at", "extras")
@@ -122,6 +122,12 @@ class Terms:
         return None if value is None else str(value)
 
     @property
+    def required_authority(self) -> str | None:
+        """The activation authority a key issued with ``--authority URL`` must be activated through."""
+        value = self.extras.get("authority")
+        return None if value is None else str(value)
+
+    @property
     def reuse_limit(self) -> int:
         return int(self.extras.get("reuse_limit", DEFAULT_REUSE_LIMIT))
 
@@ -195,6 +201,9 @@ def _check(t: Terms) -> list[str]:
                     p.append(f"extras.pools: {name!r} is not a pool name (letters, digits, _ . -)")
                 if not _is_int(seats) or seats < 0:
                     p.append(f"extras.pools.{name} must be a whole number ≥ 0 (got {seats!r})")
+        elif key == "authority":
+            if not isinstance(value, str) or not value.startswith("https://") or len(value) > 512 or " " in value:
+                p.append(f"extras.authority must be the https:// URL of the activation authority (got {value!r})")
         elif key == "tenant_id":
             if not isinstance(value, str) or not _GUID.match(value):
                 p.append(f"extras.tenant_id must be an Entra tenant id, a lower-case GUID (got {value!r})")

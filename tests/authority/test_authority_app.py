@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from licsync import db
 from licsync.authority import lease as lease_mod
@@ -109,3 +110,11 @@ def test_a_tenant_bound_key_activates_only_on_its_tenant(authority: dict[str, An
         assert service.import_key(conn, bound, T)["tenant_id"] == A
     assert _activate(c, B, "dep-1", bound).json()["error"] == "tenant_bound"
     assert _activate(c, A, "dep-1", bound).json()["outcome"] == "activated"
+
+
+def test_the_database_itself_allows_one_active_activation_per_subscription(authority: dict[str, Any]) -> None:
+    """Two activations racing past the checks cannot both commit: the partial unique index refuses."""
+    _activate(authority["client"], A, "dep-1")
+    with pytest.raises(IntegrityError), authority["engine"].begin() as conn:
+        conn.execute(insert(store.activations).values(subscription_id="SUB-1", tenant_id=B, deployment_id="dep-2",
+                                                      activated_at=T, state="active"))

@@ -77,3 +77,20 @@ def test_the_deployment_stores_only_a_lease_it_asked_for(engine: Any) -> None:
     with Session(engine) as s:
         row = leases.binding(s, "SUB-1")
         assert row is not None and row.issued_at == newer.issued_at and row.expires_at == newer.expires_at
+
+
+def test_a_key_issued_for_an_authority_is_refused_without_one(graph_env: GraphEnv, db_url: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The vendor, not the customer's configuration, decides that a key needs the authority."""
+    private, public = keys.generate_keypair()
+    (tmp_path / "vendor.key").write_bytes(private)
+    cli = Cli(_config(tmp_path / "licsync.toml", graph_env, graph_env.tenant, db_url, public), capsys)
+    cli("db", "upgrade")
+    issue = ["subscription", "issue", "--private-key", str(tmp_path / "vendor.key"), "--id", "SUB-8", "--customer",
+             "School", "--seats", "5", "--starts", "2026-01-01", "--ends", "2027-12-31"]
+    assert "https:// URL" in cli(*issue, "--authority", "http://activation.example", now=NOW, code=65)
+    key = cli(*issue, "--authority", "https://activation.vendor.example/", now=NOW).strip()
+    assert keys.verify(key, public).required_authority == "https://activation.vendor.example"
+    err = cli("activate", "--tenant", "school", key, now=NOW, code=65)
+    assert 'set [authority] url = "https://activation.vendor.example"' in err and "Nothing changed" in err
+    assert cli.json("status", "--tenant", "school", now=NOW)["subscription"]["state"] == "none"
