@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from licsync.authority import lease as lease_mod
+from licsync.db.models import SubscriptionLease
 from licsync.errors import InputError
-from licsync.subscriptions import keys
+from licsync.subscriptions import keys, leases
 from licsync.subscriptions.grace import NO_GRACE, NO_LEASE, GraceRecord, effective, evaluate
 from licsync.subscriptions.terms import Terms
 
@@ -115,3 +116,21 @@ def test_read_paths_keep_a_recorded_lease_cause_and_a_renewal_ends_it() -> None:
     renewed, transitions = evaluate(TERMS, 1, rec, later, later + timedelta(days=7))
     assert renewed == NO_GRACE and [t.kind for t in transitions] == ["ended"]
     assert "renewed" in transitions[0].sentence
+
+
+def test_renewal_is_due_at_half_life_and_backs_off_after_failures() -> None:
+    row = SubscriptionLease(subscription_id="SUB-1", tenant="t", tenant_id=TID, lease=TEXT, issued_at=T,
+                            expires_at=T + timedelta(days=7))
+    assert not leases.renewal_due(row, T + timedelta(days=3, hours=11))
+    assert leases.renewal_due(row, T + timedelta(days=3, hours=12))
+    waits = []
+    at = T + timedelta(days=4)
+    for _ in range(9):
+        leases.record_failure(row, at, "authority unreachable")
+        assert not leases.renewal_due(row, at)
+        waits.append(row.next_attempt_at - at)  # type: ignore[operator]
+        at = row.next_attempt_at  # type: ignore[assignment]
+        assert leases.renewal_due(row, at)
+    assert [w.total_seconds() / 60 for w in waits] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    leases.set_problem(row, at, "moved: …")
+    assert not leases.renewal_due(row, at + timedelta(days=1))  # moved: nothing left to renew
