@@ -6,6 +6,7 @@ Reason codes (stable: the platform, ``explain`` and the API return them verbatim
 - ``no_seat`` (not licensed): the user holds no seat.
 - ``not_started`` (not licensed): the subscription's period has not begun.
 - ``subscription_expired`` (not licensed): expiry grace is enforced, nobody is licensed.
+- ``lease_expired`` (not licensed): the activation authority's lease ran out and its grace is enforced.
 - ``beyond_seat_limit`` (not licensed): seat-limit grace is enforced and the seat ranks beyond ``seats``.
 - ``within_seat_limit`` (licensed): seat-limit grace is enforced and the seat is among the first ``seats``.
 - ``grace_period`` (licensed): grace is active, every seat holder keeps working (days left in the sentence).
@@ -32,7 +33,7 @@ from licsync.subscriptions.grace import GraceRecord
 from licsync.subscriptions.terms import Terms
 
 REASONS = ("no_subscription", "no_seat", "not_started", "subscription_expired", "beyond_seat_limit",
-           "within_seat_limit", "grace_period", "seat_held", "seat_on_first_access")
+           "within_seat_limit", "grace_period", "seat_held", "seat_on_first_access", "lease_expired")
 LIVE_STATES = ("active", "expired")  # subscription states under which seats can still be licensed
 
 
@@ -83,6 +84,9 @@ def decide(
         return Decision(False, "not_started", f"No licensed access yet: subscription {terms.id} starts at "
                         f"{_when(terms.starts_at)}.")
     record = grace_mod.effective(terms, grace, now)
+    if record.state == "enforced" and record.reason == "lease_expired":
+        return Decision(False, "lease_expired", f"No licensed access: the activation lease of subscription {terms.id} "
+                        f"was not renewed and its grace period ended at {_when(record.ends_at)}.")
     if record.state == "enforced" and record.reason == "expired":
         return Decision(False, "subscription_expired", f"No licensed access: subscription {terms.id} expired at "
                         f"{_when(terms.ends_at)} and its grace period ended at {_when(record.ends_at)}; "
@@ -98,7 +102,8 @@ def decide(
                         f"your seat is among the first {terms.seats} acquired (position {seat_rank}).")
     if record.state == "active":
         left = grace_mod.days_left(record, now)
-        why = "the subscription expired" if record.reason == "expired" else "the seat maximum is reached"
+        why = {"expired": "the subscription expired", "lease_expired": "the activation lease was not renewed"}.get(
+            record.reason or "", "the seat maximum is reached")
         return Decision(True, "grace_period", f"Licensed during the grace period ({why}): {left} day"
                         f"{'s' if left != 1 else ''} left, until {_when(record.ends_at)}.")
     return Decision(True, "seat_held", f"Licensed: the user holds a seat of subscription {terms.id}.")

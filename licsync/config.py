@@ -147,6 +147,24 @@ class VendorConfig(_Section):
     public_key: str | None = None
 
 
+class AuthorityConfig(_Section):
+    """The vendor's activation authority (SPEC §2). Without ``url``, keys are activated locally only."""
+
+    url: str | None = None
+    ca_bundle: Path | None = None  # extra trust for the authority's certificate (like a tenant's ca_bundle)
+    timeout: PositiveDuration = timedelta(seconds=20)
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        u = urlparse(v)
+        if not u.netloc or (u.scheme != "https" and not (u.scheme == "http" and _is_loopback(u.hostname))):
+            raise ValueError("must be an https:// URL (plain http only on loopback)")
+        return v.rstrip("/")
+
+
 class TenantConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     tenant_id: str = Field(min_length=1)
@@ -234,6 +252,7 @@ class NotificationsConfig(_Section):
     smtp_user: str | None = None
     smtp_password: SecretReference | None = None
     thresholds: list[int] = Field(default_factory=lambda: [80, 90, 100])
+    forecast_days: int = Field(default=30, ge=0, le=365)  # mail when seats are forecast to run out this soon
     graph_tenant: str | None = None
     graph_rate_per_minute: int = Field(default=30, ge=1)
     max_attempts: int = Field(default=8, ge=1)
@@ -286,6 +305,7 @@ class Settings(_Section):
     api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    authority: AuthorityConfig = AuthorityConfig()
     # Where the configuration came from ("" when built in code): the file, or where none was found.
     _source: str = PrivateAttr(default="")
 
@@ -366,6 +386,9 @@ def load_settings(
             raise ConfigError(f"{file}: tenant[{t.name}].certificate: no such file {t.certificate}")
         if t.ca_bundle is not None and not t.ca_bundle.is_file():
             raise ConfigError(f"{file}: tenant[{t.name}].ca_bundle: no such file {t.ca_bundle}")
+    ca = settings.authority.ca_bundle
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"{file}: authority.ca_bundle: no such file {ca}")
     if settings.notifications.smtp_password is not None:
         settings.notifications.smtp_password.resolve()
     return settings

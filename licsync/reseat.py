@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlmodel import Session
 
-from licsync import ledger
+from licsync import forecast_view, ledger
 from licsync.config import Settings
 from licsync.db.models import AuditLog, MassFreeHold
 from licsync.notify import events
@@ -133,6 +133,8 @@ def after_change(session: Session, settings: Settings, tenant: str, now: datetim
                            now=now, upgrade_at=e.upgrade_at)
     if cycle_id is not None:
         events.on_cycle(session, settings, tenant, transitions=transitions, now=now, figures=mail, hold_id=hold_id)
+        # seats forecast to run out soon (once per crossing), from the same figures
+        forecast_view.announce(session, settings, tenant, now, purchased=f.purchased, consumed=f.consumed)
     else:
         events.on_change(session, settings, tenant, transitions=transitions, now=now, figures=mail)
         if hold_id is not None:

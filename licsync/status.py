@@ -15,6 +15,7 @@ from licsync import reseat
 from licsync.config import Settings
 from licsync.db.models import Catalog, CatalogCount, DirectoryUser, MassFreeHold, Seat
 from licsync.errors import NotFound
+from licsync.forecast_view import forecast_from
 from licsync.seat_models.models import for_tenant
 from licsync.seats import describe
 from licsync.subscriptions import registry
@@ -86,7 +87,15 @@ def tenant_status(session: Session, tenant: str, now: datetime, settings: Settin
         **seat_figures(session, tenant, now),
         "catalogs": catalog_rows(session, tenant),
         "model": model.status_block(session, settings, tenant, terms, now),
+        "forecast": forecast_for(session, tenant, now),
     }
+
+
+def forecast_for(session: Session, tenant: str, now: datetime, catalog: str | None = None) -> dict[str, Any]:
+    """When consumed reaches the seats at the present trend (SPEC §5 ``forecast``), from the daily
+    ledger and the seat model's figures of now."""
+    _terms, _model, f = reseat.figures(session, tenant, now)
+    return forecast_from(session, tenant, now, purchased=f.purchased, consumed=f.consumed, catalog=catalog)
 
 
 def catalog_status(session: Session, tenant: str, catalog_id: str, now: datetime) -> dict[str, Any]:

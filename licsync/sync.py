@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from licsync import reseat, users
+from licsync import leasing, reseat, users
 from licsync.catalogs.odata import apply_pulled, fetch_snapshot
 from licsync.config import Settings, TenantConfig
 from licsync.db import BULK_ROWS, analyze, session_scope
@@ -205,6 +205,8 @@ async def run_cycle(
             note="the stored deltaLink is not on the configured graph_url",
         )
     try:
+        # Activation authority: renew the lease when due, and check the token's tenant (licsync.leasing).
+        await leasing.before_round(settings, tenant, engine, graph, now, dry_run=dry_run)
         # The LMS catalogs (when an OData API is configured) are read whole before the round, in a
         # thread; they are applied inside the round's transaction with the directory changes.
         lms = None

@@ -23,6 +23,7 @@ LIMIT_ACTIVE = GraceRecord("active", "seat_limit", MID - 4 * DAY, MID + 10 * DAY
 LIMIT_ENFORCED = GraceRecord("enforced", "seat_limit", MID - 20 * DAY, MID - 6 * DAY)
 EXPIRY_ACTIVE = GraceRecord("active", "expired", EXPIRY, EXPIRY + 14 * DAY)
 EXPIRY_ENFORCED = GraceRecord("enforced", "expired", EXPIRY, EXPIRY + 14 * DAY)
+LEASE_ENFORCED = GraceRecord("enforced", "lease_expired", MID - 20 * DAY, MID - 6 * DAY)
 
 
 @pytest.mark.parametrize(("state", "terms", "holds", "licensed", "reason"), [
@@ -103,6 +104,7 @@ def test_reason_codes_are_documented_and_snake_case() -> None:
         (True, 4, LIMIT_ENFORCED, TERMS, "active", MID), (True, 1, LIMIT_ENFORCED, TERMS, "active", MID),
         (True, 1, LIMIT_ACTIVE, TERMS, "active", MID), (True, 1, NO_GRACE, TERMS, "active", MID),
         (False, None, NO_GRACE, TERMS, "active", MID, True),
+        (True, 1, LEASE_ENFORCED, TERMS, "active", MID),
     ]:
         decided.add(decide(holds, rank, grace, terms, state, now, seat_on_first_use=bool(first_use)).reason)
     assert decided == set(access.REASONS)

@@ -23,6 +23,7 @@ from licsync.api import charts, queries
 from licsync.api.app import WEB
 from licsync.api.auth import COOKIE, ApiError, client_ip, forbidden
 from licsync.api.routes import TenantName, authorized, ctx_of, pool
+from licsync.status import forecast_for
 from licsync.tokens import Principal
 
 router = APIRouter(include_in_schema=False)
@@ -106,7 +107,8 @@ def _common(session: Session, tenant: str, p: Principal, request: Request) -> di
 def tenant_page(request: Request, name: str = TenantName) -> Response:
     with authorized(request, lambda p: p.may_see_dashboard(name)) as (session, p):
         ctx = _common(session, name, p, request)
-        ctx["chart"] = charts.usage_chart(queries.ledger_history(session, name))
+        ctx["chart"] = charts.usage_chart(queries.ledger_history(session, name),
+                                          forecast=forecast_for(session, name, ctx_of(request).clock()))
     return page("tenant.html", **ctx)
 
 
@@ -118,5 +120,6 @@ def catalog_page(request: Request, catalog_id: str, name: str = TenantName) -> R
         if row is None:
             raise ApiError(404, f"tenant {name!r} has no catalog {catalog_id!r}")
         ctx["catalog"] = row
-        ctx["chart"] = charts.usage_chart(queries.ledger_history(session, name, catalog_id))
+        ctx["chart"] = charts.usage_chart(queries.ledger_history(session, name, catalog_id),
+                                          forecast=forecast_for(session, name, ctx_of(request).clock(), catalog_id))
     return page("catalog.html", **ctx)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 # Command groups register themselves on the app when imported.
 from licsync.cli import (  # noqa: F401
+    authority_cmds,
     catalog_cmds,
     demo_cmd,
     emulator_cmd,
+    forecast_cmd,
     model_cmds,
     notify_cmds,
     seat_cmds,

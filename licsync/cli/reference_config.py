@@ -66,6 +66,12 @@ DESCRIPTIONS = {
     "notifications.smtp_user": "SMTP login, if the server wants one.",
     "notifications.smtp_password": "SMTP password by reference (`env:` / `file:`).",
     "notifications.thresholds": "Usage percentages announced when crossed upwards.",
+    "notifications.forecast_days": "Mail `seats_forecast` when consumed is forecast to reach the seats within this "
+    "many days (once per crossing).",
+    "authority.url": "The vendor's activation authority (https). Set: keys are activated through it and the "
+    "deployment holds a renewed lease. Unset: keys are activated locally only.",
+    "authority.ca_bundle": "Extra CA certificates to trust for the authority's certificate.",
+    "authority.timeout": "Timeout of one request to the authority.",
     "notifications.graph_tenant": "`graph` transport: the tenant whose app sends (default: the first).",
     "notifications.graph_rate_per_minute": "`graph` transport: messages per minute at most.",
     "notifications.max_attempts": "Attempts before a message is marked failed.",

@@ -44,6 +44,10 @@ def issue(
     reuse_limit: Annotated[int | None, typer.Option("--reuse-limit", help="live_enrollment: reuses per year.")] = None,
     tiers: Annotated[str | None, typer.Option("--tiers", help="Seat ladder, e.g. 1000,2000,5000.")] = None,
     pools: Annotated[str | None, typer.Option("--pools", help="role: e.g. elearn=100,weclimb=50.")] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Bind the key to this Entra tenant id "
+                                                  "(customers without an activation authority).")] = None,
+    authority: Annotated[str | None, typer.Option("--authority", help="https URL of the activation authority "
+                                                  "the key must be activated through.")] = None,
 ) -> None:
     """Sign a subscription key; prints only the key on stdout."""
     from licsync.subscriptions import keys, terms
@@ -59,6 +63,12 @@ def issue(
         extras["tiers"] = terms.parse_tiers(tiers)
     if pools:
         extras["pools"] = terms.parse_pools(pools)
+    if tenant_id is not None:
+        from licsync.authority.lease import tenant_guid
+
+        extras["tenant_id"] = tenant_guid(tenant_id, "--tenant-id")
+    if authority is not None:
+        extras["authority"] = authority.rstrip("/")
     t = terms.Terms(
         id=sub_id,
         customer=customer,

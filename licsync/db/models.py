@@ -296,6 +296,29 @@ class GraceState(SQLModel, table=True):
     updated_at: datetime | None = _ts()
 
 
+class SubscriptionLease(SQLModel, table=True):
+    """What binds a subscription to one Entra tenant on this deployment (SPEC §2).
+
+    With an activation authority: its newest signed lease (``lease``) and the renewal bookkeeping.
+    For a key issued with ``--tenant-id``: only ``tenant_id`` (no lease, no authority). ``problem``
+    says why the subscription stopped licensing here (moved, revoked, wrong tenant), for status.
+    """
+
+    __tablename__ = "subscription_lease"
+    subscription_id: str = Field(primary_key=True, max_length=128)
+    tenant: str = Field(max_length=64, index=True)
+    tenant_id: str = Field(max_length=36)
+    deployment_id: str | None = Field(default=None, max_length=128)
+    lease: str | None = _text()
+    issued_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts()
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    last_error: str | None = _text()
+    problem: str | None = _text()
+    updated_at: datetime | None = _ts()
+
+
 # --------------------------------------------------------------------------- notifications, API, daemon
 
 

@@ -9,6 +9,9 @@ later" (TransientError) — and never sees the secret or a token in a message.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import re
 import threading
 from pathlib import Path
@@ -92,6 +95,24 @@ def certificate_thumbprint(path: Path) -> str:
         raise ValueError("no certificate in PEM")
     cert = x509.load_pem_x509_certificate(block.group(0))
     return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - an identifier, not security
+
+
+def token_tenant_id(token: str) -> str | None:
+    """The ``tid`` claim of a Graph access token (a JWT), lower case; None when it carries none.
+
+    Read, not verified: the token came from the configured tenant's token endpoint over verified
+    TLS, and Graph itself verifies it. licsync reads it to know which tenant the token is *for*
+    (SPEC §2: a lease serves only that tenant).
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    tid = claims.get("tid") if isinstance(claims, dict) else None
+    return tid.lower() if isinstance(tid, str) and tid else None
 
 
 class TokenSource:

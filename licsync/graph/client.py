@@ -22,7 +22,7 @@ import orjson
 from licsync.config import TenantConfig
 from licsync.errors import PermanentError, TransientError
 from licsync.graph import tls
-from licsync.graph.auth import GraphTokenProvider, TokenSource
+from licsync.graph.auth import GraphTokenProvider, TokenSource, token_tenant_id
 from licsync.graph.parse import USER_SELECT, DeltaPage, UserRow, parse_delta_page, parse_id_page, parse_sign_in_page
 from licsync.graph.status import error_for_response
 from licsync.log import get_logger
@@ -112,6 +112,10 @@ class GraphClient:
         await self._transport.aclose()
         if self._own_tokens:
             self._tokens.close()
+
+    async def token_tenant_id(self) -> str | None:
+        """The ``tid`` of this tenant's current Graph token (from MSAL's cache when still valid)."""
+        return token_tenant_id(await asyncio.to_thread(self._tokens.get_token))
 
     async def __aenter__(self) -> GraphClient:
         return self

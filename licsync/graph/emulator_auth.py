@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 import secrets
 import threading
 import uuid
@@ -167,8 +168,12 @@ class TokenService:
             raise _aad_error(
                 401, "invalid_client", 7000222, f"The provided client secret keys for app '{client_id}' are expired."
             )
-        token = "emu." + secrets.token_urlsafe(32)
         expires = self.clock() + timedelta(seconds=self.token_lifetime)
+        # JWT-shaped like Entra's (clients read ``tid``; only the emulator decides validity, by lookup).
+        claims = {"aud": "https://graph.microsoft.com", "tid": self.tenant_id, "appid": client_id,
+                  "exp": int(expires.timestamp()), "jti": secrets.token_urlsafe(16)}
+        token = ".".join(_b64(json.dumps(part).encode()) for part in ({"typ": "JWT", "alg": "none"}, claims))
+        token += "." + secrets.token_urlsafe(32)
         with self._lock:
             self._registry[token] = AccessToken(self.tenant_id, client_id, expires, app.generation)
         return {

@@ -243,6 +243,24 @@ def subscription_moved(session: Session, settings: Settings, *, from_tenant: str
                             "moved_at": now})
 
 
+def seats_forecast(session: Session, settings: Settings, tenant: str, *, forecast: dict[str, Any], within: bool,
+                   now: datetime, figures: Figures | None = None) -> int:
+    """Seats forecast to run out within ``forecast_days``: once per crossing into that window (the mark
+    re-arms when the forecast leaves it). ``forecast`` is ``licsync.status.forecast_for``'s object."""
+    name = mark_name("seats_forecast")
+    crossed = get_mark(session, tenant, name)
+    if not within:
+        if crossed is not None:
+            set_mark(session, tenant, name, None, now)
+        return 0
+    if crossed is not None:
+        return 0
+    set_mark(session, tenant, name, _iso(now), now)
+    return _announce(session, settings, tenant, "seats_forecast", (forecast.get("runs_out_on"), _iso(now)), now,
+                     figures=figures,
+                     extra={"forecast": forecast, "forecast_days": settings.notifications.forecast_days})
+
+
 def mass_free_held(session: Session, settings: Settings, tenant: str, *, hold_id: str, now: datetime,
                    frees: int | None = None, reason: str | None = None, figures: Figures | None = None) -> int:
     """A cycle's frees were held for approval: say how many, why, and the command that approves them.

@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 EVENTS = (
     "usage_threshold", "grace_started", "grace_reminder", "grace_ends_tomorrow", "grace_enforced", "grace_ended",
     "subscription_expiring", "subscription_moved", "mass_free_held", "sync_failing", "sync_recovered",
-    "overage", "test",
+    "overage", "test", "seats_forecast",
 )
 
 

@@ -70,6 +70,10 @@ def _generate(session: Session, settings: Settings) -> None:
     events.sync_succeeded(session, settings, "contoso", NOW + timedelta(hours=2))
     events.overage(session, settings, "contoso", sample_figures(108), tier="major",
                    since=NOW - timedelta(days=3), now=NOW, upgrade_at=NOW + timedelta(hours=24))
+    events.seats_forecast(session, settings, "contoso", within=True, now=NOW, forecast={
+        "tenant": "contoso", "seats": 100, "consumed": 92, "runs_out_on": "2026-12-14",
+        "range": ["2026-12-08", "2026-12-23"], "method": "theil_sen_90d", "history_days": 90, "reason": None,
+        "slope_per_day": 0.41}, figures=sample_figures())
     events.send_test(session, settings, "contoso", NOW)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from licsync import reseat, users
+from licsync import leasing, reseat, users
 from licsync.catalogs import activations, csv_import, learners
 from licsync.catalogs.activations import ActivationImport
 from licsync.catalogs.csv_import import ImportResult
@@ -22,7 +22,6 @@ from licsync.seat_models import access_store, live_store, role_store
 from licsync.seat_models.access_store import IngestResult
 from licsync.seat_models.live_store import UserSyncResult
 from licsync.seat_models.role_store import RoleImportResult
-from licsync.subscriptions import registry
 
 
 def _outcome(result: Any, step: reseat.Step) -> None:
@@ -115,8 +114,8 @@ def import_roles(session: Session, settings: Settings, tenant: str, path: Path, 
 def activate(session: Session, settings: Settings, tenant: str, key_text: str, now: datetime, *,
              actor: str = "cli") -> Any:
     """Verify and activate a key (moving it from another tenant); grace and mails follow."""
-    result = registry.activate(session, tenant, key_text, settings.vendor.public_key, now, actor=actor)
-    if result.outcome != "already_active":  # the same key again: nothing changed, nothing to tell
+    result = leasing.activate(session, settings, settings.get_tenant(tenant), key_text, now, actor=actor)
+    if result.outcome not in ("already_active", "leased"):  # the same key again: nothing changed, nothing to tell
         reseat.after_activation(session, settings, result, now)
     return result
 

@@ -1,7 +1,8 @@
 """The grace window of one subscription on one tenant, as a pure state machine.
 
 States: ``none`` → ``active`` (learners keep working, a countdown runs) → ``enforced``.
-Reasons: ``expired`` (now ≥ the expiry instant ``terms.ends_at``) and ``seat_limit``
+Reasons: ``expired`` (now ≥ the expiry instant ``terms.ends_at``), ``lease_expired`` (the
+activation authority's lease ran out unrenewed: ``lease_until`` passed) and ``seat_limit``
 (consumed ≥ seats). ``evaluate`` is called every cycle with an injected ``now``; it returns the
 new record and the transitions it made, so callers can audit and notify exactly once each.
 
@@ -10,6 +11,11 @@ Rules, and why:
 * A window is ``[started_at, started_at + grace_days)`` exactly. Expiry grace starts at the
   expiry instant even when evaluated later (the customer was promised ``grace_days`` after expiry,
   not after our next cycle); seat-limit grace starts when a cycle first sees the limit reached.
+* Lease expiry (SPEC §2): ``lease_until`` is when the lease stops licensing (its expiry plus the
+  clock-skew bound); the window starts at that instant, like expiry grace, and its enforcement
+  licenses nobody. ``lease_until=None`` means "not known here" (read paths that pass only the
+  stored record) and keeps a recorded lease cause; ``NO_LEASE`` means no lease is required.
+  Precedence: expired, then lease_expired, then seat_limit.
 * Expiry takes precedence over the seat limit when both hold: it is the stronger cause (at its
   enforcement nobody is licensed) and one reason is reported at a time.
 * Reason change, active seat-limit grace → expiry: the expiry window replaces the seat-limit one,
@@ -35,12 +41,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from licsync.subscriptions.terms import Terms
 
 STATES = ("none", "active", "enforced")
-REASONS = ("seat_limit", "expired")
+REASONS = ("seat_limit", "expired", "lease_expired")
+NOBODY_LICENSED = ("expired", "lease_expired")  # reasons whose enforcement licenses no learner
+NO_LEASE = datetime.max.replace(tzinfo=UTC)  # lease_until when no lease is required
 SEAT_LIMIT_GRACE_MODES = ("grace",)
 _DAY = timedelta(days=1)
 
@@ -87,12 +95,19 @@ def _fmt(dt: datetime | None) -> str:
     return "-" if dt is None else dt.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def cause(terms: Terms, consumed: int | None, record: GraceRecord, now: datetime) -> str | None:
-    """Why grace should run now, or None. ``consumed=None`` keeps a recorded seat-limit cause."""
+def cause(terms: Terms, consumed: int | None, record: GraceRecord, now: datetime,
+          lease_until: datetime | None = None) -> str | None:
+    """Why grace should run now, or None. ``consumed=None`` keeps a recorded seat-limit cause,
+    ``lease_until=None`` a recorded lease cause."""
     if not terms.started(now):
         return None
     if terms.expired(now):
         return "expired"
+    if lease_until is None:
+        if record.state != "none" and record.reason == "lease_expired":
+            return "lease_expired"
+    elif now >= lease_until:
+        return "lease_expired"
     if terms.overage in SEAT_LIMIT_GRACE_MODES:
         if consumed is None:
             return "seat_limit" if record.state != "none" and record.reason == "seat_limit" else None
@@ -101,9 +116,17 @@ def cause(terms: Terms, consumed: int | None, record: GraceRecord, now: datetime
     return None
 
 
-def _window(terms: Terms, reason: str, record: GraceRecord, now: datetime) -> tuple[datetime, datetime]:
+def _window(terms: Terms, reason: str, record: GraceRecord, now: datetime,
+            lease_until: datetime | None = None) -> tuple[datetime, datetime]:
     if reason == "expired":
         start = terms.ends_at
+    elif reason == "lease_expired":
+        if lease_until is not None and lease_until != NO_LEASE:
+            start = lease_until
+        elif record.reason == "lease_expired" and record.started_at is not None:
+            start = record.started_at
+        else:
+            start = now
     elif record.state != "none" and record.reason == "seat_limit" and record.started_at is not None:
         start = record.started_at
     else:
@@ -112,11 +135,11 @@ def _window(terms: Terms, reason: str, record: GraceRecord, now: datetime) -> tu
 
 
 def evaluate(
-    terms: Terms, consumed: int | None, record: GraceRecord, now: datetime
+    terms: Terms, consumed: int | None, record: GraceRecord, now: datetime, lease_until: datetime | None = None
 ) -> tuple[GraceRecord, list[Transition]]:
     """The new record and the transitions (empty when nothing changes). See the module rules."""
     out: list[Transition] = []
-    why = cause(terms, consumed, record, now)
+    why = cause(terms, consumed, record, now, lease_until)
     rec = record
     seats_text = f"{consumed} of {terms.seats}" if consumed is not None else f"the {terms.seats}"
 
@@ -143,11 +166,11 @@ def evaluate(
             rec = NO_GRACE
 
     if rec.state == "none" and why is not None:
-        start, end = _window(terms, why, rec, now)
+        start, end = _window(terms, why, rec, now, lease_until)
         rec = GraceRecord("active", why, start, end)
         out.append(Transition("none", "active", why, start, _started_sentence(terms, rec, seats_text), start, end))
     elif rec.state != "none" and why is not None:
-        start, end = _window(terms, why, rec, now)
+        start, end = _window(terms, why, rec, now, lease_until)
         if (start, end) != (rec.started_at, rec.ends_at):
             if rec.state == "enforced" and now < end:
                 out.append(Transition("enforced", "active", why, now,
@@ -163,13 +186,13 @@ def evaluate(
     return rec, out
 
 
-def effective(terms: Terms, record: GraceRecord, now: datetime) -> GraceRecord:
+def effective(terms: Terms, record: GraceRecord, now: datetime, lease_until: datetime | None = None) -> GraceRecord:
     """The record as of ``now`` from the clock and terms alone (no seat count): for read paths.
 
     An access decision or a status read must reflect expiry and the end of a window at once,
     not at the next sync cycle; seat-count changes still wait for the cycle that counts them.
     """
-    return evaluate(terms, None, record, now)[0]
+    return evaluate(terms, None, record, now, lease_until)[0]
 
 
 def days_left(record: GraceRecord, now: datetime) -> int | None:
@@ -183,6 +206,11 @@ def days_left(record: GraceRecord, now: datetime) -> int | None:
 
 def _started_sentence(terms: Terms, rec: GraceRecord, seats_text: str) -> str:
     days = f"{terms.grace_days} day{'s' if terms.grace_days != 1 else ''}"
+    if rec.reason == "lease_expired":
+        return (f"The activation lease of subscription {terms.id} ran out at {_fmt(rec.started_at)} without a "
+                f"renewal (the vendor's activation authority was not reached). Grace started: learners keep "
+                f"working for {days}, until {_fmt(rec.ends_at)}; restore the connection to the authority before "
+                "then or no learner will be licensed.")
     if rec.reason == "expired":
         return (f"Subscription {terms.id} ({terms.customer}) expired at {_fmt(rec.started_at)}. Grace started: "
                 f"learners keep working for {days}, until {_fmt(rec.ends_at)}; renew the subscription before then "
@@ -195,6 +223,9 @@ def _started_sentence(terms: Terms, rec: GraceRecord, seats_text: str) -> str:
 def _ended_sentence(terms: Terms, rec: GraceRecord, seats_text: str, now: datetime) -> str:
     if not terms.started(now):
         return f"Grace ended: the active terms of subscription {terms.id} start at {_fmt(terms.starts_at)}."
+    if rec.reason == "lease_expired":
+        return (f"Grace ended: the activation lease of subscription {terms.id} was renewed; every seat holder "
+                "is licensed.")
     if rec.reason == "expired":
         return (f"Grace ended: subscription {terms.id} was renewed and is valid until {_fmt(terms.ends_at)}; "
                 "every seat holder is licensed.")
@@ -205,6 +236,9 @@ def _ended_sentence(terms: Terms, rec: GraceRecord, seats_text: str, now: dateti
 
 
 def _enforced_sentence(terms: Terms, rec: GraceRecord, seats_text: str) -> str:
+    if rec.reason == "lease_expired":
+        return (f"Grace ended at {_fmt(rec.ends_at)} without a lease renewal: no learner is licensed under "
+                f"subscription {terms.id} until the activation authority renews its lease.")
     if rec.reason == "expired":
         return (f"Grace ended at {_fmt(rec.ends_at)} without a renewal: subscription {terms.id} expired at "
                 f"{_fmt(rec.started_at)} and no learner is licensed until it is renewed.")

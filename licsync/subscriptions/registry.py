@@ -38,8 +38,8 @@ from sqlmodel import Session, col, select
 from licsync.db.models import AuditLog, GraceState, Seat, Subscription
 from licsync.errors import InputError
 from licsync.subscriptions import grace as grace_mod
-from licsync.subscriptions import keys
-from licsync.subscriptions.grace import NO_GRACE, GraceRecord, Transition
+from licsync.subscriptions import keys, leases
+from licsync.subscriptions.grace import NO_GRACE, NO_LEASE, GraceRecord, Transition
 from licsync.subscriptions.keys import Terms
 
 
@@ -70,6 +70,9 @@ def _audit(session: Session, *, now: datetime, tenant: str | None, actor: str, a
            detail: dict[str, Any], cycle_id: int | None = None) -> None:
     session.add(AuditLog(at=now, tenant=tenant, cycle_id=cycle_id, actor=actor, action=action, subject=subject,
                          detail=detail))
+
+
+audit = _audit  # for the activation-authority side (licsync.leasing), which audits into the same log
 
 
 def _terms_detail(terms: Terms) -> dict[str, Any]:
@@ -224,8 +227,22 @@ def subscription_state(terms: Terms | None, row: Subscription | None, now: datet
     return "expired" if terms.expired(now) else "active"
 
 
+def _lease_view(session: Session, subscription_id: str | None) -> dict[str, Any]:
+    """``lease_expires_at`` (SPEC §5) and, additively, the bound tenant id and why it stopped licensing;
+    present only for a subscription activated through the authority or bound to a tenant."""
+    row = leases.binding(session, subscription_id) if subscription_id else None
+    if row is None:
+        return {}
+    return {"lease_expires_at": _iso(row.expires_at), "tenant_id": row.tenant_id, "lease_problem": row.problem}
+
+
 def subscription_summary(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
     """The ``subscription`` object of the status JSON, including a subscription moved or replaced away."""
+    summary = _summary(session, tenant, now)
+    return summary | _lease_view(session, summary["id"])
+
+
+def _summary(session: Session, tenant: str, now: datetime) -> dict[str, Any]:
     found = active_subscription(session, tenant)
     if found is not None:
         row, terms = found
@@ -268,13 +285,40 @@ def grace_record(session: Session, tenant: str, subscription_id: str) -> GraceRe
     return _record(session.get(GraceState, (tenant, subscription_id)))
 
 
+def lease_until(session: Session, subscription_id: str) -> datetime:
+    """When the subscription's lease stops licensing here; ``NO_LEASE`` when activated without one."""
+    return leases.lease_until(session, subscription_id) or NO_LEASE
+
+
 def current_grace(session: Session, tenant: str, now: datetime) -> GraceRecord:
-    """The record as of ``now`` for read paths (status, access): expiry and window ends apply at once."""
+    """The record as of ``now`` for read paths (status, access): expiry, lease expiry and window ends
+    apply at once."""
     found = active_subscription(session, tenant)
     if found is None:
         return NO_GRACE
     _row, terms = found
-    return grace_mod.effective(terms, grace_record(session, tenant, terms.id), now)
+    return grace_mod.effective(terms, grace_record(session, tenant, terms.id), now, lease_until(session, terms.id))
+
+
+def deactivate(session: Session, tenant: str, subscription_id: str, now: datetime, *, why: str,
+               actor: str = "licsync") -> bool:
+    """Stop the subscription licensing on ``tenant`` (the authority moved or revoked it, or its lease
+    names another tenant). Audited as ``subscription_moved`` / ``subscription_refused``; its grace
+    record is dropped, so a return is evaluated afresh. False when it was not active here."""
+    row = session.get(Subscription, subscription_id, with_for_update=True)
+    if row is None or row.tenant != tenant or row.state != "active":
+        return False
+    terms = keys.read_unverified(row.key)
+    row.state, row.deactivated_at = "deactivated", now
+    grace_row = session.get(GraceState, (tenant, subscription_id))
+    if grace_row is not None:
+        session.delete(grace_row)
+    action = "subscription_moved" if why in ("moved", "revoked") else "subscription_refused"
+    _audit(session, now=now, tenant=tenant, actor=actor, action=action, subject=subscription_id,
+           detail=_terms_detail(terms) | {"from_tenant": tenant, "to_tenant": None, "why": why, "actor": actor,
+                                          "at": _iso(now), "previous_terms": _terms_detail(terms)})
+    session.flush()
+    return True
 
 
 def evaluate_grace(session: Session, tenant: str, consumed: int, now: datetime,
@@ -291,7 +335,7 @@ def evaluate_grace(session: Session, tenant: str, consumed: int, now: datetime,
         terms = replace(terms, seats=seats)
     stored = session.get(GraceState, (tenant, terms.id), with_for_update=True)
     before = _record(stored)
-    after, transitions = grace_mod.evaluate(terms, consumed, before, now)
+    after, transitions = grace_mod.evaluate(terms, consumed, before, now, lease_until(session, terms.id))
     if after != before:
         if stored is None:
             stored = GraceState(tenant=tenant, subscription_id=terms.id)

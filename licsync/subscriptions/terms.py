@@ -24,7 +24,7 @@ from licsync.subscriptions.policies import policies
 
 POLICIES = policies()  # the built-in policies; a registered seat model adds its own (seat_models.names)
 OVERAGES = ("grace", "block", "tiered", "bill")
-EXTRAS = ("reuse_limit", "tiers", "pools")
+EXTRAS = ("reuse_limit", "tiers", "pools", "tenant_id", "authority")
 DEFAULT_REUSE_LIMIT = 3
 FIELDS = ("id", "customer", "seats", "starts_at", "ends_at", "policy", "overage", "grace_days",
           "issued_at", "extras")
@@ -32,6 +32,7 @@ FIELDS = ("id", "customer", "seats", "starts_at", "ends_at", "policy", "overage"
 _ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EARLIEST, _LATEST = datetime(1970, 1, 1), datetime(9000, 1, 1)  # naive UTC bounds of every date in a key
 
@@ -116,6 +117,18 @@ class Terms:
         return self.ends_at
 
     @property
+    def bound_tenant_id(self) -> str | None:
+        """The Entra tenant id a key issued with ``--tenant-id`` is bound to (lower case), or None."""
+        value = self.extras.get("tenant_id")
+        return None if value is None else str(value)
+
+    @property
+    def required_authority(self) -> str | None:
+        """The activation authority a key issued with ``--authority URL`` must be activated through."""
+        value = self.extras.get("authority")
+        return None if value is None else str(value)
+
+    @property
     def reuse_limit(self) -> int:
         return int(self.extras.get("reuse_limit", DEFAULT_REUSE_LIMIT))
 
@@ -189,6 +202,12 @@ def _check(t: Terms) -> list[str]:
                     p.append(f"extras.pools: {name!r} is not a pool name (letters, digits, _ . -)")
                 if not _is_int(seats) or seats < 0:
                     p.append(f"extras.pools.{name} must be a whole number ≥ 0 (got {seats!r})")
+        elif key == "authority":
+            if not isinstance(value, str) or not value.startswith("https://") or len(value) > 512 or " " in value:
+                p.append(f"extras.authority must be the https:// URL of the activation authority (got {value!r})")
+        elif key == "tenant_id":
+            if not isinstance(value, str) or not _GUID.match(value):
+                p.append(f"extras.tenant_id must be an Entra tenant id, a lower-case GUID (got {value!r})")
         else:
             p.append(f"unknown extra {key!r} (this licsync knows {', '.join(EXTRAS)})")
     return p

@@ -1,0 +1,1 @@
+"""The Graph emulator fixtures serve these tests too (imported by tests/conftest.py)."""
