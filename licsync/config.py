@@ -228,6 +228,8 @@ class NotificationsConfig(_Section):
 
 class ApiConfig(_Section):
     listen: str = "127.0.0.1:8080"
+    access_log: bool = False  # one log line per request: method, path, status, duration (never a token or query)
+    replica: str | None = None  # this process's `replica` label on /metrics (default: the host name)
 
     @field_validator("listen")
     @classmethod

@@ -263,6 +263,33 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
+def probe_host(host: str) -> str:
+    """Where a local probe reaches an API bound to ``host``: loopback for the wildcard addresses."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a bind address read from config, not one we bind
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def probe_healthz(settings: Settings, *, timeout: float = 5.0) -> tuple[bool, bool, str]:
+    """GET ``/healthz`` on this host's API: (something answered, healthy, one line why)."""
+    import httpx
+
+    host = probe_host(settings.api.host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.api.port}/healthz"
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            resp = client.get(url)
+    except httpx.ConnectError:
+        return False, False, f"nothing listens on {url}"
+    except httpx.HTTPError as exc:
+        return True, False, f"{url}: {type(exc).__name__}"
+    if resp.status_code == 200:
+        return True, True, f"ok: {url} answered 200"
+    return True, False, f"{url} answered {resp.status_code}: {truncate(resp.text, 200)}"
+
+
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_IMPLS = ("auto", "h11", "httptools")
 

@@ -41,6 +41,7 @@ def parse_instant(value: str) -> datetime:
 class Context:
     config_path: Path | None
     now_override: datetime | None
+    log_level: str | None = None  # --log-level as given; None: the command's default
     _settings: Settings | None = field(default=None, init=False)
 
     @property
@@ -77,10 +78,14 @@ def root(
     now: Annotated[
         str | None, typer.Option("--now", help="Evaluate everything as of this ISO-8601 instant (what-if).")
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error (default: info for run and serve, "
+                     "else warning)."),
+    ] = None,
 ) -> None:
-    log.configure(log_level)
-    ctx.obj = Context(config_path=config, now_override=parse_instant(now) if now else None)
+    log.configure(log_level or "warning")
+    ctx.obj = Context(config_path=config, now_override=parse_instant(now) if now else None, log_level=log_level)
 
 
 def emit_json(data: Any) -> None:
