@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from licsync import metrics
 from licsync.config import Settings, TenantConfig
 from licsync.errors import LicsyncError, TransientError, truncate
 from licsync.log import get_logger
@@ -297,7 +299,13 @@ class SyncScheduler:
                 return False
             if self.stopping:
                 return False
-            asyncio.run(self.jobs.cycle(self.settings, tenant, self.engine, now=self.clock(), full=kind == "full"))
+            started, status, ran_kind = time.monotonic(), "failed", kind
+            try:
+                result = asyncio.run(self.jobs.cycle(self.settings, tenant, self.engine, now=self.clock(),
+                                                     full=kind == "full"))
+                status, ran_kind = metrics.cycle_status(result), getattr(result, "kind", kind)
+            finally:
+                metrics.observe_cycle(tenant.name, ran_kind, status, time.monotonic() - started)
             return True
 
     def _report_quarantine(self, tenant: str, nr: NextRun) -> None:

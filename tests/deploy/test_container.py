@@ -109,6 +109,16 @@ def _started_line(err: str) -> dict[str, Any]:
     raise AssertionError(f"no start line with the listen address in: {err}")
 
 
+def _cycle_line(err: str) -> dict[str, Any] | None:
+    """A cycle's one line (JSON: not a terminal): its summary when it finished, its error when not."""
+    for line in err.splitlines():
+        if line.startswith("{") and ('"cycle_finished"' in line or '"cycle_failed"' in line):
+            event = json.loads(line)
+            assert event.get("line") or event.get("error"), event
+            return event  # type: ignore[no-any-return]
+    return None
+
+
 def test_documented_runs_work_on_the_image_layout(tmp_path: Path, image: Image, graph_server: EmulatorServer) -> None:
     runs = [r for r in documented_runs() if r.image == "licsync"]
     detached = [r for r in runs if r.detach]
@@ -116,18 +126,23 @@ def test_documented_runs_work_on_the_image_layout(tmp_path: Path, image: Image, 
     for n, run in enumerate(detached):
         env = _layout(tmp_path / str(n), image, graph_server, run)
         argv = image.entrypoint + (run.args or image.cmd)
-        proc = subprocess.Popen([sys.executable, "-m", "licsync", *argv[1:]], env=env, cwd=env["WORKDIR"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_for("the HEALTHCHECK to pass", lambda env=env: _licsync(image.healthcheck, env).returncode == 0,
-                     timeout=60, proc=proc)
-            assert (Path(env["WORKDIR"]) / "licsync.db").is_file(), "the state is not on the volume"
-            if not run.args:  # the daemon: the documented one-off command works beside it
-                for once in (r for r in runs if not r.detach):
-                    out = _licsync(image.entrypoint + once.args, env)
-                    assert out.returncode == 0, (once.args, out.stderr)
-        finally:
-            code, err = stop(proc, signal.SIGTERM)
+        logs = tmp_path / f"{n}.log"
+        with logs.open("w") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "licsync", *argv[1:]], env=env, cwd=env["WORKDIR"],
+                                    stdout=subprocess.PIPE, stderr=log_file, text=True)
+            try:
+                wait_for("the HEALTHCHECK to pass",
+                         lambda env=env: _licsync(image.healthcheck, env).returncode == 0, timeout=60, proc=proc)
+                assert (Path(env["WORKDIR"]) / "licsync.db").is_file(), "the state is not on the volume"
+                if not run.args:  # the daemon: its cycle's line reaches the log; a documented command works beside
+                    wait_for("a cycle's log line", lambda logs=logs: _cycle_line(logs.read_text()), timeout=60,
+                             proc=proc)
+                    for once in (r for r in runs if not r.detach):
+                        out = _licsync(image.entrypoint + once.args, env)
+                        assert out.returncode == 0, (once.args, out.stderr)
+            finally:
+                code, _ = stop(proc, signal.SIGTERM)
+        err = logs.read_text()
         assert code == 0, err
         line = _started_line(err)
         assert line["listen"] == env["LICSYNC_API__LISTEN"]
