@@ -146,7 +146,8 @@ class TenantConfig(_Section):
     admins: list[str] = Field(default_factory=list)
     catalog_admins: dict[str, list[str]] = Field(default_factory=dict)
     # Microsoft Entra ID bearer tokens for the API (optional; setting api_audience turns them on).
-    api_audience: str | None = None
+    api_audience: str | None = None  # the App ID URI (api://…): aud of v1 tokens
+    api_client_id: str | None = None  # the API app's client id (GUID): aud of v2 tokens
     api_admin_role: str | None = None  # default LicSync.Admin
     api_platform_role: str | None = None  # default LicSync.Platform
     api_catalog_admin_roles: dict[str, list[str]] = Field(default_factory=dict)  # app role or group id → catalogs
