@@ -35,7 +35,7 @@ from pydantic import (
 from licsync.errors import ConfigError
 
 ENV_PREFIX = "LICSYNC_"
-SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles")
+SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "retention")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -254,6 +254,13 @@ class ScheduleConfig(_Section):
     full_resync_interval: PositiveDuration = timedelta(hours=24)
 
 
+class RetentionConfig(_Section):
+    """What ``licsync purge`` (and the daemon, daily) keeps: SPEC §5 ``[retention]``."""
+
+    audit_days: int = Field(default=400, ge=1, le=36500)  # directory changes, audit and cycle history
+    deleted_user_days: int = Field(default=30, ge=0, le=36500)  # personal data of permanently deleted users
+
+
 class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
     vendor: VendorConfig = VendorConfig()
@@ -263,6 +270,7 @@ class Settings(_Section):
     api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Settings:

@@ -235,10 +235,19 @@ def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:
     return asyncio.run(drain(engine, settings, build_transport(settings), now, limit=100))
 
 
+def purge_history(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The daily retention run (``licsync purge``): logs its one line."""
+    from licsync.retention import purge, summary_line
+
+    report = purge(engine, settings, now)
+    get_logger(component="retention").info("purged", line=summary_line(report), **report["counts"])
+    return report
+
+
 def default_jobs() -> Jobs:
     from licsync.service import sync_once
 
-    return Jobs(cycle=sync_once, grace=evaluate_grace, drain=drain_outbox)
+    return Jobs(cycle=sync_once, grace=evaluate_grace, drain=drain_outbox, purge=purge_history)
 
 
 # --------------------------------------------------------------------------- servers

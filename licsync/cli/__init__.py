@@ -8,6 +8,7 @@ from licsync.cli import (  # noqa: F401
     demo_cmd,
     model_cmds,
     notify_cmds,
+    retention_cmd,
     seat_cmds,
     service_cmds,
     subscription_cmds,
