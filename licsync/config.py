@@ -210,7 +210,8 @@ class NotificationsConfig(_Section):
     smtp_password: SecretReference | None = None
     thresholds: list[int] = Field(default_factory=lambda: [80, 90, 100])
     graph_tenant: str | None = None
-    graph_rate_per_minute: int = Field(default=30, ge=1)
+    graph_rate_per_minute: int = Field(default=30, ge=1)  # per sender mailbox, all replicas together
+    graph_recipients_per_day: int = Field(default=10_000, ge=1)  # Exchange's rolling 24 h recipient limit
     max_attempts: int = Field(default=8, ge=1)
 
     @field_validator("thresholds")

@@ -232,7 +232,7 @@ def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:
     from licsync.notify.outbox import drain
     from licsync.notify.transports import build_transport
 
-    return asyncio.run(drain(engine, settings, build_transport(settings), now, limit=100))
+    return asyncio.run(drain(engine, settings, build_transport(settings, engine=engine), now, limit=100))
 
 
 def purge_history(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
