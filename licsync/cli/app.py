@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -85,6 +86,10 @@ def root(
     ] = None,
 ) -> None:
     log.configure(log_level or "warning")
+    if any(k.startswith("OTEL_") for k in os.environ):
+        from licsync import otel
+
+        otel.configure()
     ctx.obj = Context(config_path=config, now_override=parse_instant(now) if now else None, log_level=log_level)
 
 
