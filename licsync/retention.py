@@ -47,6 +47,7 @@ from licsync.db.models_seat_models import (
     RoleAssignment,
     SignInActivity,
 )
+from licsync.log import get_logger
 
 ERASED_PREFIX = "erased:"
 CHUNK = 500  # user ids per statement (bound parameters stay well under every driver's limit)
@@ -156,3 +157,8 @@ def summary_line(report: dict[str, Any]) -> str:
             f"({c.get('seat_anonymised', 0)} seats anonymised), {c['users_still_holding']} still holding a seat")
 
 
+def daily_purge(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The daily retention run (``licsync purge``): logs its one line."""
+    report = purge(engine, settings, now)
+    get_logger(component="retention").info("purged", line=summary_line(report), **report["counts"])
+    return report

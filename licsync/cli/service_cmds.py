@@ -111,8 +111,8 @@ def health(
     ] = False,
 ) -> None:
     """Exit 0 when this host's daemon beat recently and the database answers; else 1, saying why."""
-    from licsync.daemon import heartbeat_status
     from licsync.errors import ConfigError, LicsyncError
+    from licsync.health import heartbeat_status
 
     c = ctx_of(ctx)
     try:
@@ -134,7 +134,7 @@ def healthcheck(
 ) -> None:
     """The container probe for `run` and `serve`: GET /healthz on the local API (exit 0 on 200);
     when no API listens (`run --no-api`), the heartbeat as `health` reads it."""
-    from licsync.daemon import heartbeat_status, probe_healthz
+    from licsync.health import heartbeat_status, probe_healthz
 
     c = ctx_of(ctx)
     answered, ok, why = probe_healthz(c.settings, timeout=timeout)
