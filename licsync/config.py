@@ -178,7 +178,8 @@ class TenantConfig(_Section):
     admins: list[str] = Field(default_factory=list)
     catalog_admins: dict[str, list[str]] = Field(default_factory=dict)
     # Microsoft Entra ID bearer tokens for the API (optional; setting api_audience turns them on).
-    api_audience: str | None = None
+    api_audience: str | None = None  # the App ID URI (api://…): aud of v1 tokens
+    api_client_id: str | None = None  # the API app's client id (GUID): aud of v2 tokens
     api_admin_role: str | None = None  # default LicSync.Admin
     api_platform_role: str | None = None  # default LicSync.Platform
     api_catalog_admin_roles: dict[str, list[str]] = Field(default_factory=dict)  # app role or group id → catalogs
@@ -254,7 +255,8 @@ class NotificationsConfig(_Section):
     thresholds: list[int] = Field(default_factory=lambda: [80, 90, 100])
     forecast_days: int = Field(default=30, ge=0, le=365)  # mail when seats are forecast to run out this soon
     graph_tenant: str | None = None
-    graph_rate_per_minute: int = Field(default=30, ge=1)
+    graph_rate_per_minute: int = Field(default=30, ge=1)  # per sender mailbox, all replicas together
+    graph_recipients_per_day: int = Field(default=10_000, ge=1)  # Exchange's rolling 24 h recipient limit
     max_attempts: int = Field(default=8, ge=1)
 
     @field_validator("thresholds")
@@ -273,6 +275,8 @@ class NotificationsConfig(_Section):
 
 class ApiConfig(_Section):
     listen: str = "127.0.0.1:8080"
+    access_log: bool = False  # one log line per request: method, path, status, duration (never a token or query)
+    replica: str | None = None  # this process's `replica` label on /metrics (default: the host name)
 
     @field_validator("listen")
     @classmethod
@@ -296,6 +300,13 @@ class ScheduleConfig(_Section):
     full_resync_interval: PositiveDuration = timedelta(hours=24)
 
 
+class RetentionConfig(_Section):
+    """What ``licsync purge`` (and the daemon, daily) keeps: SPEC §5 ``[retention]``."""
+
+    audit_days: int = Field(default=400, ge=1, le=36500)  # directory changes, audit and cycle history
+    deleted_user_days: int = Field(default=30, ge=0, le=36500)  # personal data of permanently deleted users
+
+
 class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
     vendor: VendorConfig = VendorConfig()
@@ -306,6 +317,7 @@ class Settings(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     roles: dict[str, list[str]] = Field(default_factory=dict)
     authority: AuthorityConfig = AuthorityConfig()
+    retention: RetentionConfig = RetentionConfig()
     # Where the configuration came from ("" when built in code): the file, or where none was found.
     _source: str = PrivateAttr(default="")
 

@@ -19,7 +19,7 @@ from typing import Any
 from licsync.errors import ConfigError
 
 ENV_PREFIX = "LICSYNC_"
-SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "authority")
+SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "authority", "retention")
 
 # A key's path in the data, e.g. ("seats", "grace_days") or ("tenant", 0, "client_id").
 Loc = tuple[str | int, ...]

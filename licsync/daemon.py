@@ -30,19 +30,17 @@ from typing import Any
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import Session, select
 
 from licsync import reseat
 from licsync.config import Settings
 from licsync.db import session_scope
 from licsync.db.models import Heartbeat
 from licsync.errors import ConfigError, truncate
+from licsync.health import HEARTBEAT_EVERY, LEASE_PREFIX, STALE_AFTER, instance_alive
 from licsync.log import get_logger
+from licsync.retention import daily_purge
 from licsync.scheduler import Jobs, SyncScheduler, in_thread
 
-HEARTBEAT_EVERY = timedelta(seconds=15)
-STALE_AFTER = HEARTBEAT_EVERY * 3  # `licsync health` and /healthz: older than this is dead
-LEASE_PREFIX = "lease:"
 SHUTDOWN_TIMEOUT = 25.0  # under Kubernetes' default 30 s termination grace period
 
 
@@ -147,7 +145,7 @@ class Locks:
                 row = s.get(Heartbeat, LEASE_PREFIX + key)
                 if row is not None and (row.detail or {}).get("owner") != self.owner and row.beat_at > now:
                     owner = s.get(Heartbeat, str((row.detail or {}).get("owner")))
-                    if owner is not None and now - owner.beat_at < STALE_AFTER and _instance_alive(owner.instance):
+                    if owner is not None and now - owner.beat_at < STALE_AFTER and instance_alive(owner.instance):
                         return False  # a live daemon holds it
                 if row is None:
                     row = Heartbeat(instance=LEASE_PREFIX + key, beat_at=now)
@@ -231,13 +229,13 @@ def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:
     from licsync.notify.factory import build_transport
     from licsync.notify.outbox import drain
 
-    return asyncio.run(drain(engine, settings, build_transport(settings), now, limit=100))
+    return asyncio.run(drain(engine, settings, build_transport(settings, engine=engine), now, limit=100))
 
 
 def default_jobs() -> Jobs:
     from licsync.service import sync_once
 
-    return Jobs(cycle=sync_once, grace=evaluate_grace, drain=drain_outbox)
+    return Jobs(cycle=sync_once, grace=evaluate_grace, drain=drain_outbox, purge=daily_purge)
 
 
 # --------------------------------------------------------------------------- servers
@@ -410,47 +408,3 @@ def _ignore_late_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(ValueError):  # not the main thread
             signal.signal(sig, signal.SIG_IGN)
-
-
-def _pid_alive(pid: str) -> bool:
-    """Whether a process of this host (and PID namespace) still runs; unknown counts as alive."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _instance_alive(instance: str) -> bool:
-    """A ``host:pid`` instance of this host is alive only while its process exists; others are
-    taken at their heartbeat's word."""
-    here = f"{socket.gethostname()[:100]}:"
-    return not instance.startswith(here) or _pid_alive(instance[len(here) :])
-
-
-def heartbeat_status(engine: Engine, *, prefix: str | None = None, now: datetime | None = None) -> tuple[bool, str]:
-    """``licsync health``: (healthy, one line why). Looks at this host's daemons unless ``prefix``."""
-    now = now or datetime.now(UTC)
-    prefix = f"{socket.gethostname()[:100]}:" if prefix is None else prefix
-    try:
-        with Session(engine) as s:
-            s.execute(text("SELECT 1"))
-            rows = [r for r in s.exec(select(Heartbeat)).all()
-                    if not r.instance.startswith(LEASE_PREFIX) and r.instance.startswith(prefix)]
-    except DBAPIError as exc:
-        return False, f"database unavailable: {truncate(str(exc.orig), 200)}"
-    if not rows:
-        return False, f"no heartbeat from a daemon on {prefix.rstrip(':') or 'any host'}: is `licsync run` running?"
-    alive = [r for r in rows if _instance_alive(r.instance)]
-    if not alive:  # e.g. a daemon that abandoned a cycle on SQLite could not delete its row on the way out
-        last = max(rows, key=lambda r: r.beat_at)
-        return False, f"no live daemon on this host (last was {last.instance}, its process is gone)"
-    newest = max(alive, key=lambda r: r.beat_at)
-    age = (now - newest.beat_at).total_seconds()
-    if age > STALE_AFTER.total_seconds():
-        return False, f"heartbeat of {newest.instance} is {age:.0f}s old (stale after {STALE_AFTER.seconds}s)"
-    return True, f"ok: {newest.instance} beat {age:.0f}s ago"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from licsync import metrics
 from licsync.config import Settings, TenantConfig
 from licsync.errors import LicsyncError, TransientError, truncate
 from licsync.log import get_logger
@@ -33,6 +35,7 @@ QUARANTINE_AFTER = 6
 MAX_BACKOFF = timedelta(days=1)
 GRACE_EVERY = timedelta(minutes=1)  # expiry and window ends are noticed within a minute
 DRAIN_EVERY = timedelta(seconds=30)
+PURGE_EVERY = timedelta(days=1)  # the retention policy ([retention]); replicas take turns on its lock
 LOCK_RETRY = timedelta(seconds=60)  # another replica holds the tenant: look again (capped by sync_interval)
 WRITER_WAIT = timedelta(minutes=15)  # SQLite only: a cycle queues this long behind another tenant's
 
@@ -176,6 +179,7 @@ class Jobs:
     cycle: CycleFn
     grace: GraceFn | None = None
     drain: DrainFn | None = None
+    purge: Callable[[Engine, Settings, datetime], Any] | None = None
 
 
 @dataclass
@@ -210,6 +214,8 @@ class SyncScheduler:
                 self.every(f"grace:{t.name}", self._grace_job, GRACE_EVERY, t.name)
         if self.jobs.drain is not None:
             self.every("outbox", self._drain_job, DRAIN_EVERY)
+        if self.jobs.purge is not None:
+            self.every("purge", self._purge_job, PURGE_EVERY)
         self._sched.start()
 
     def every(self, job_id: str, fn: Callable[..., Any], interval: timedelta, *args: Any) -> None:
@@ -297,7 +303,13 @@ class SyncScheduler:
                 return False
             if self.stopping:
                 return False
-            asyncio.run(self.jobs.cycle(self.settings, tenant, self.engine, now=self.clock(), full=kind == "full"))
+            started, status, ran_kind = time.monotonic(), "failed", kind
+            try:
+                result = asyncio.run(self.jobs.cycle(self.settings, tenant, self.engine, now=self.clock(),
+                                                     full=kind == "full"))
+                status, ran_kind = metrics.cycle_status(result), getattr(result, "kind", kind)
+            finally:
+                metrics.observe_cycle(tenant.name, ran_kind, status, time.monotonic() - started)
             return True
 
     def _report_quarantine(self, tenant: str, nr: NextRun) -> None:
@@ -335,6 +347,20 @@ class SyncScheduler:
             await in_thread(self._drain_locked, name="outbox")
         except Exception as exc:
             self.log.warning("outbox_drain_failed", error=truncate(str(exc)))
+
+    def _purge_locked(self) -> None:
+        assert self.jobs.purge is not None
+        with self.locks.hold("purge", kind="job") as got:
+            if got and not self.stopping:
+                self.jobs.purge(self.engine, self.settings, self.clock())
+
+    async def _purge_job(self) -> None:
+        if self.stopping:
+            return
+        try:
+            await in_thread(self._purge_locked, name="purge")
+        except Exception as exc:
+            self.log.warning("purge_failed", error=truncate(str(exc)))
 
     async def stop(self, timeout: float) -> list[str]:
         """Take no new work, wait up to ``timeout`` s for running cycles; return the tenants abandoned."""

@@ -249,8 +249,23 @@ async def run_cycle(
         result.duration = time.monotonic() - started
         if own_client:
             await graph.aclose()
-    log.info("cycle_finished", **result.summary())
+    if not dry_run:
+        _store_figures(engine, result)
+    log.info("cycle_finished", line=result.line(), **result.summary())
     return result
+
+
+def _store_figures(engine: Engine, result: CycleResult) -> None:
+    """The round stored the cycle's summary in its own transaction, before the cycle's Graph
+    requests, retries and duration were known: store them now (metrics read them)."""
+    try:
+        with session_scope(engine) as s:
+            cyc = s.get(SyncCycle, result.cycle_id)
+            if cyc is not None:
+                cyc.summary = result.summary()
+    except DBAPIError as exc:  # the cycle is applied; only its figures are lost
+        get_logger(tenant=result.tenant, cycle_id=result.cycle_id).warning(
+            "cycle_figures_not_stored", error=truncate(str(exc.orig), 300))
 
 
 async def _round(

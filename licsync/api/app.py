@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from licsync import __version__
+from licsync.api.access_log import AccessLog
 from licsync.api.auth import ApiError, Authenticator, FailureLimiter
 from licsync.config import Settings
 from licsync.errors import LicsyncError, NotFound, TransientError, truncate
@@ -193,6 +194,8 @@ def create_app(
         reads=read_engine(engine),
     )
     app.add_middleware(SecurityHeaders)
+    if settings.api.access_log:
+        app.add_middleware(AccessLog)  # outermost: sees the final status of every request
     _install_handlers(app)
     app.router.routes.insert(0, routes.ACCESS_ROUTE)
     app.include_router(routes.router)

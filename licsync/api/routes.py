@@ -9,6 +9,7 @@ exception is the launch-time access check on SQLite, which reads on the loop (se
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from licsync import metrics as instruments
 from licsync import service, status, tokens
 from licsync.api import queries
 from licsync.api.app import ApiContext
@@ -133,8 +135,17 @@ def access(request: Request, user_id: str, name: str = TenantName) -> Response:
 
 
 def _access(request: Request, name: str, user_id: str) -> Response:
-    with authorized(request, lambda p: p.may_decide_access(name), readonly=True) as (session, _p):
-        return json(service.access_decision(session, name, user_id, ctx_of(request).clock()))
+    started, code = time.perf_counter(), "500"
+    try:
+        with authorized(request, lambda p: p.may_decide_access(name), readonly=True) as (session, _p):
+            resp = json(service.access_decision(session, name, user_id, ctx_of(request).clock()))
+        code = str(resp.status_code)
+        return resp
+    except ApiError as exc:
+        code = str(exc.status)
+        raise
+    finally:
+        instruments.ACCESS_SECONDS.labels(code).observe(time.perf_counter() - started)
 
 
 class _TenantName(Convertor[str]):
@@ -278,8 +289,7 @@ def healthz(request: Request) -> Response:
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format 0.0.4)")
 def metrics(request: Request) -> Response:
     ctx = ctx_of(request)
-    with Session(ctx.engine) as session:
-        body = render_metrics(session, ctx.settings, ctx.clock())
+    body = render_metrics(ctx.engine, ctx.settings, ctx.clock())
     return Response(body, media_type=CONTENT_TYPE)
 
 

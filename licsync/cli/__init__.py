@@ -11,6 +11,7 @@ from licsync.cli import (  # noqa: F401
     forecast_cmd,
     model_cmds,
     notify_cmds,
+    retention_cmd,
     seat_cmds,
     service_cmds,
     subscription_cmds,

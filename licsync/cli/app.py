@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -45,6 +46,7 @@ def parse_instant(value: str) -> datetime:
 class Context:
     config_path: Path | None
     now_override: datetime | None
+    log_level: str | None = None  # --log-level as given; None: the command's default
     _settings: Settings | None = field(default=None, init=False)
 
     @property
@@ -84,15 +86,21 @@ def root(
         typer.Option("--now", metavar="ISO-8601", help="Evaluate everything as of this ISO-8601 instant (what-if)."),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")
-    ] = "warning",
+        str | None,
+        typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info for run and "
+                     "serve, else warning)."),
+    ] = None,
 ) -> None:
-    log.configure(log_level)
+    log.configure(log_level or "warning")
+    if any(k.startswith("OTEL_") for k in os.environ):
+        from licsync import otel
+
+        otel.configure()
     try:
         now_override = parse_instant(now) if now else None
     except typer.BadParameter as exc:
         raise typer.BadParameter(exc.message, ctx=ctx, param_hint="'--now'") from None
-    ctx.obj = Context(config_path=config, now_override=now_override)
+    ctx.obj = Context(config_path=config, now_override=now_override, log_level=log_level)
 
 
 def emit_json(data: Any) -> None:

@@ -77,7 +77,8 @@ def drain_cmd(
     from licsync.notify.outbox import drain
 
     c = ctx_of(ctx)
-    result = asyncio.run(drain(c.engine(), c.settings, build_transport(c.settings), c.now(), limit=limit))
+    engine = c.engine()
+    result = asyncio.run(drain(engine, c.settings, build_transport(c.settings, engine=engine), c.now(), limit=limit))
     if as_json:
         emit_json({"sent": result.sent, "skipped": result.skipped, "retrying": result.retrying,
                    "failed": result.failed, "stopped": result.stopped,
@@ -98,7 +99,8 @@ def test_cmd(ctx: typer.Context, tenant: Annotated[str, typer.Option("--tenant",
     engine = c.engine()
     with db.session_scope(engine) as s:
         ids = send_test(s, c.settings, tenant, c.now())
-    result = asyncio.run(drain(engine, c.settings, build_transport(c.settings), c.now(), ids=ids, limit=len(ids)))
+    result = asyncio.run(drain(engine, c.settings, build_transport(c.settings, engine=engine), c.now(), ids=ids,
+                               limit=len(ids)))
     done = {d.id for d in result.deliveries}
     for d in result.deliveries:
         note = f": {d.error}" if d.error and d.status != "sent" else ""

@@ -66,6 +66,16 @@ DESCRIPTIONS = {
     "notifications.smtp_user": "SMTP login, if the server wants one.",
     "notifications.smtp_password": "SMTP password by reference (`env:` / `file:`).",
     "notifications.thresholds": "Usage percentages announced when crossed upwards.",
+    "notifications.graph_recipients_per_day": "`graph` transport: recipients a day per mailbox (Exchange: 10,000), "
+    "counted for every replica together in the database.",
+    "retention.audit_days": "Audit, change and cycle history older than this many days is pruned (`licsync purge`, "
+    "daily in the daemon).",
+    "retention.deleted_user_days": "Personal data of users permanently deleted more than this many days ago is "
+    "erased; the anonymised seat audit stays.",
+    "api.access_log": "One log line per HTTP request (method, path without query, status, time); never a token.",
+    "api.replica": "This replica's name on every `/metrics` sample (default: the host name).",
+    "tenant.api_client_id": "The app registration's client id: the audience of v2 Entra ID tokens (v1 tokens use "
+    "`api_audience`, the App ID URI).",
     "notifications.forecast_days": "Mail `seats_forecast` when consumed is forecast to reach the seats within this "
     "many days (once per crossing).",
     "authority.url": "The vendor's activation authority (https). Set: keys are activated through it and the "

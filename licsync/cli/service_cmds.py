@@ -1,8 +1,13 @@
-"""CLI: the daemon (``run``), the API server (``serve``), ``health`` and API tokens.
+"""CLI: the daemon (``run``), the API server (``serve``), ``health``, ``healthcheck`` and API tokens.
 
 ``token create`` prints only the token on stdout (scripts capture it); everything else goes to
 stderr. ``health`` is a probe: exit 0 and one line when the daemon's heartbeat is fresh and the
-database answers, exit 1 and one line saying why otherwise.
+database answers, exit 1 and one line saying why otherwise. ``healthcheck`` is the container's
+probe, right for ``run`` and ``serve`` alike: ``/healthz`` on the local API, or the heartbeat when
+no API listens (``run --no-api``).
+
+``run`` and ``serve`` log at ``info`` unless ``--log-level`` says otherwise: start, the listen
+address, each cycle's summary and each error reach ``docker logs`` and the journal.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Engine
 
+from licsync import log
 from licsync.cli.app import Context, app, ctx_of, emit_json
 
 token_app = typer.Typer(help="API tokens for the HTTP API and dashboard.", no_args_is_help=True)
@@ -33,6 +40,26 @@ def _clock(c: Context) -> Callable[[], datetime] | None:
     return clock
 
 
+MigrateOpt = Annotated[
+    bool, typer.Option("--migrate", help="Create or migrate the schema first (`db upgrade`; replicas take turns).")
+]
+
+
+def _service_engine(c: Context, migrate: bool) -> Engine:
+    """The engine of a long-running command: logs at info by default; migrates first when asked."""
+    from licsync import db
+
+    if c.log_level is None:
+        log.configure("info")
+    if not migrate:
+        return c.engine()
+    engine = c.engine(check_schema=False)
+    before, after = db.upgrade(engine)
+    log.get_logger(component="db").info("schema_ready", before=before, after=after, migrated=before != after)
+    db.require_schema(engine)
+    return engine
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -42,13 +69,14 @@ def serve(
     http: Annotated[
         str, typer.Option("--http", help="HTTP parser: auto (httptools when installed), h11 or httptools.")
     ] = "auto",
+    migrate: MigrateOpt = False,
 ) -> None:
     """The HTTP API and dashboard only (on api.listen), until SIGTERM or Ctrl+C."""
     from licsync.daemon import run_api
 
     c = ctx_of(ctx)
-    settings, engine = c.settings, c.engine()
-    sys.stderr.write(f"licsync: API and dashboard on http://{settings.api.listen}/ (Ctrl+C to stop)\n")
+    settings = c.settings
+    engine = _service_engine(c, migrate)
     raise SystemExit(run_api(settings, engine, clock=_clock(c), loop=loop, http=http))
 
 
@@ -59,16 +87,18 @@ def run(
         float, typer.Option("--shutdown-timeout", help="Seconds a running cycle may take to finish on SIGTERM.")
     ] = 25.0,
     no_api: Annotated[bool, typer.Option("--no-api", help="Run the scheduler without the HTTP API.")] = False,
+    migrate: MigrateOpt = False,
 ) -> None:
     """The daemon: scheduled sync cycles, grace evaluation, outbox drain, and the HTTP API."""
     from licsync.daemon import run_daemon
 
     c = ctx_of(ctx)
-    settings, engine = c.settings, c.engine()
+    settings = c.settings
     if not settings.tenant:
         from licsync.errors import ConfigError
 
         raise ConfigError("no [[tenant]] configured: nothing to schedule")
+    engine = _service_engine(c, migrate)
     raise SystemExit(run_daemon(settings, engine, clock=_clock(c), shutdown_timeout=shutdown_timeout,
                                 serve=not no_api))
 
@@ -81,8 +111,8 @@ def health(
     ] = False,
 ) -> None:
     """Exit 0 when this host's daemon beat recently and the database answers; else 1, saying why."""
-    from licsync.daemon import heartbeat_status
     from licsync.errors import ConfigError, LicsyncError
+    from licsync.health import heartbeat_status
 
     c = ctx_of(ctx)
     try:
@@ -93,6 +123,23 @@ def health(
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(1) from None
     ok, why = heartbeat_status(engine, prefix="" if any_host else None)
+    (sys.stdout if ok else sys.stderr).write(f"{why}\n")
+    raise SystemExit(0 if ok else 1)
+
+
+@app.command()
+def healthcheck(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for /healthz.")] = 5.0,
+) -> None:
+    """The container probe for `run` and `serve`: GET /healthz on the local API (exit 0 on 200);
+    when no API listens (`run --no-api`), the heartbeat as `health` reads it."""
+    from licsync.health import heartbeat_status, probe_healthz
+
+    c = ctx_of(ctx)
+    answered, ok, why = probe_healthz(c.settings, timeout=timeout)
+    if not answered:  # nothing listens: a scheduler-only daemon, judged by its heartbeat
+        ok, why = heartbeat_status(c.engine())
     (sys.stdout if ok else sys.stderr).write(f"{why}\n")
     raise SystemExit(0 if ok else 1)
 

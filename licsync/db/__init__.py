@@ -99,6 +99,21 @@ def alembic_config(engine: Engine) -> Any:
     return cfg
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: a session advisory lock around the migration (SQLite has one writer anyway)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("SELECT pg_advisory_lock(hashtext('licsync-migrate'))")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(hashtext('licsync-migrate'))")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Create or migrate the schema; idempotent. Returns (revision before, revision after)."""
     from alembic import command
@@ -109,9 +124,10 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             return MigrationContext.configure(conn).get_current_revision()
 
     try:
-        before = current()
-        command.upgrade(alembic_config(engine), revision)
-        return before, current()
+        with _migration_lock(engine):  # replicas started with --migrate take turns; the later ones find it done
+            before = current()
+            command.upgrade(alembic_config(engine), revision)
+            return before, current()
     except OperationalError as exc:
         raise TransientError(f"database unavailable: {truncate(str(exc.orig))}") from None
 

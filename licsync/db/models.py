@@ -341,6 +341,19 @@ class OutboxMessage(SQLModel, table=True):
     message_id: str | None = Field(default=None, max_length=256)
 
 
+class MailSend(SQLModel, table=True):
+    """One message a replica is about to send through a mailbox: the mail budget Exchange imposes
+    (messages a minute, recipients a day, per mailbox) is counted here, shared by every replica."""
+
+    __tablename__ = "mail_send"
+    id: int | None = Field(default=None, primary_key=True)
+    sender: str = Field(max_length=320)
+    sent_at: datetime | None = _ts(nullable=False)
+    recipients: int = 1
+
+    __table_args__ = (Index("ix_mail_send_sender_at", "sender", "sent_at"),)
+
+
 class ApiToken(SQLModel, table=True):
     __tablename__ = "api_token"
     id: str = Field(primary_key=True, max_length=32)

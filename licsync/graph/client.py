@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from licsync import metrics
 from licsync.config import TenantConfig
 from licsync.errors import PermanentError, TransientError
 from licsync.graph import tls
@@ -91,6 +92,7 @@ class GraphClient:
         self._reached = False  # has Graph answered this client at least once?
         self._max_retry_after = tenant.max_retry_after.total_seconds()
         seconds = tenant.timeout.total_seconds()
+        timer = metrics.GraphTimer(httpx.URL(tenant.graph_url).path)
         # Our own transport, kept to close it: msgraph-core's AsyncGraphTransport wraps the
         # client's transport but has no aclose(), so closing the client alone leaks connections.
         self._transport = httpx.AsyncHTTPTransport(verify=tls.client_ssl_context(tenant.ca_bundle), trust_env=False)
@@ -98,7 +100,7 @@ class GraphClient:
             transport=self._transport,
             timeout=httpx.Timeout(seconds, connect=min(seconds, 30.0)),
             trust_env=False,  # env vars must not decide trust (SPEC §5); MSAL's session does the same
-            event_hooks={"request": [self._count_request]},
+            event_hooks={"request": [self._count_request, timer.on_request], "response": [timer.on_response]},
         )
         self._sdk = build_service_client(
             tenant.graph_url, GraphTokenProvider(self._tokens, tenant.graph_url), self._http
@@ -146,6 +148,7 @@ class GraphClient:
         attempt = 0
         reauthenticated = False
         while True:
+            status = "connection"  # the retry's reason on the metrics: an HTTP status, or this
             try:
                 resp = await call()
             except TransientError as exc:  # the token endpoint, reached through the auth provider
@@ -177,9 +180,12 @@ class GraphClient:
                     reauthenticated = True
                     await asyncio.to_thread(self._tokens.invalidate)
                     self.stats.retries += 1
+                    metrics.GRAPH_RETRIES.labels(self.tenant.name, "401").inc()
                     continue
+                status = str(resp.status_code)
                 if resp.status_code == 429:
                     self.stats.throttled += 1
+                    metrics.GRAPH_THROTTLED.labels(self.tenant.name).inc()
                 error = error_for_response(
                     resp.status_code, resp.content, resp.headers, what=what, permission=permission, delta=delta
                 )
@@ -198,6 +204,7 @@ class GraphClient:
                 "graph_retry", error=str(error), attempt=attempt, of=self._max_retries, wait_seconds=round(delay, 1)
             )
             self.stats.retries += 1
+            metrics.GRAPH_RETRIES.labels(self.tenant.name, status).inc()
             self.stats.waited_seconds += delay
             await self._sleep(delay)
 

@@ -217,6 +217,20 @@ class Emulator:
             },
         )
 
+    async def openid_configuration_v1(self, request: Request) -> Response:
+        """The v1 endpoint's document: Entra's v1 access tokens name ``https://sts.windows.net/{tid}/``
+        as their issuer, whatever host served the discovery."""
+        tenant = self._identity_tenant(request)
+        if tenant is None:
+            return _json(400, {"error": "invalid_tenant", "error_description": "AADSTS90002: Tenant not found."})
+        tenant.stats["openid"] += 1
+        root = f"{_base(request)}/{tenant.tenant_id}"
+        return _json(200, {"issuer": f"https://sts.windows.net/{tenant.tenant_id}/",
+                           "authorization_endpoint": f"{root}/oauth2/authorize",
+                           "token_endpoint": f"{root}/oauth2/token",
+                           "jwks_uri": f"{root}/discovery/keys",
+                           "id_token_signing_alg_values_supported": ["RS256"]})
+
     async def jwks(self, request: Request) -> Response:
         tenant = self._identity_tenant(request)
         if tenant is None:
@@ -307,6 +321,8 @@ class Emulator:
                 Route("/_emulator/{tenant}/{op}", self.control, methods=["GET", "POST"]),
                 Route("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
                 Route("/{tenant}/discovery/v2.0/keys", self.jwks),
+                Route("/{tenant}/.well-known/openid-configuration", self.openid_configuration_v1),
+                Route("/{tenant}/discovery/keys", self.jwks),
                 Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
             ],
             exception_handlers={404: not_found},

@@ -91,7 +91,9 @@ def _about_this_message(exc: PermanentError) -> bool:
 
 class GraphTransport:
     """``POST /users/{sender}/sendMail`` through :class:`GraphClient`, at most ``rate_per_minute``
-    messages per sender mailbox and minute (per process: with N replicas, give each 1/N)."""
+    messages per sender mailbox and minute. With a ``budget`` (:class:`licsync.notify.budget.MailBudget`,
+    what the daemon and the CLI use) the limits are counted in the database, for all replicas
+    together; without one, per process."""
 
     name = "graph"
 
@@ -103,8 +105,9 @@ class GraphTransport:
         client: Any = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        budget: Any = None,
     ) -> None:
-        self.tenant = tenant
+        self.tenant, self.budget = tenant, budget
         self._rate, self._clock, self._sleep = rate_per_minute, clock, sleep
         self._client = client
         self._own_client = client is None
@@ -117,7 +120,10 @@ class GraphTransport:
         return self._limiters[key]
 
     async def send(self, mail: Mail) -> Outcome:
-        await self.limiter(mail.sender).acquire()
+        if self.budget is not None:
+            await self.budget.acquire(mail.sender, 1)  # one recipient per message
+        else:
+            await self.limiter(mail.sender).acquire()
         if self._client is None:
             from licsync.graph.client import GraphClient
 

@@ -47,6 +47,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
+from licsync import metrics
 from licsync.config import Settings
 from licsync.db.models import OutboxMessage
 from licsync.errors import InputError, NotFound, PermanentError, truncate
@@ -255,6 +256,7 @@ async def drain(
                 wait = min(UNAVAILABLE_CAP, max(backoff(claim.attempts), timedelta(seconds=exc.retry_after or 0)))
                 status, values = "pending", {"status": "pending", "next_attempt_at": at + wait, "last_error": error}
                 result.stopped, stop = error, True
+                metrics.OUTBOX_SEND_FAILURES.labels("unavailable").inc()
                 log.warning("notification_transport_unavailable", error=error, attempts=claim.attempts)
             except Exception as exc:  # a transport bug counts as a message-level temporary error
                 at = current()
@@ -262,6 +264,7 @@ async def drain(
                 if isinstance(exc, PermanentError) or claim.attempts >= cfg.max_attempts:
                     status, values = "failed", {"status": "failed", "next_attempt_at": None, "last_error": error}
                     log.error("notification_failed", error=error, attempts=claim.attempts)
+                    metrics.OUTBOX_SEND_FAILURES.labels("permanent").inc()
                 else:
                     retry_after = getattr(exc, "retry_after", None) or 0
                     wait = max(backoff(claim.attempts), timedelta(seconds=retry_after))
@@ -269,6 +272,7 @@ async def drain(
                                                  "last_error": error}
                     log.warning("notification_retry", error=error, attempts=claim.attempts,
                                 next_attempt_at=(at + wait).isoformat())
+                    metrics.OUTBOX_SEND_FAILURES.labels("temporary").inc()
             else:
                 status = outcome
                 values = {"status": outcome, "sent_at": current(), "next_attempt_at": None,
@@ -280,6 +284,7 @@ async def drain(
             else:
                 field_name = {"sent": "sent", "skipped": "skipped", "pending": "retrying", "failed": "failed"}[status]
                 setattr(result, field_name, getattr(result, field_name) + 1)
+                metrics.OUTBOX_SENDS.labels(status).inc()
             result.deliveries.append(Delivery(claim.id, claim.mail.event, claim.mail.recipient, status,
                                               claim.attempts, values.get("last_error") if status != "sent" else None))
             if stop:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from datetime import timedelta
 
 from sqlalchemy import create_engine
@@ -15,6 +14,7 @@ from licsync.db import session_scope
 from licsync.db.models import OutboxMessage, SyncCycle, SyncState
 from tests.api.conftest import Env, TestClient, bearer
 from tests.api.seed import EVIL_NAME, NOW
+from tests.metrics_text import parse_metrics
 
 T = "/api/v1/tenants"
 
@@ -259,29 +259,6 @@ def test_missing_token_does_not_count_as_a_failure(fresh: Env) -> None:
     for _ in range(5):
         assert c.get(f"{T}/contoso/status").status_code == 401
     assert c.get(f"{T}/contoso/status", headers=bearer(fresh.tokens["admin"])).status_code == 200
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """A strict reader of the text format: every sample belongs to a declared family."""
-    types: dict[str, str] = {}
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
-            types[name] = kind
-        elif line.startswith("# HELP ") or not line:
-            continue
-        else:
-            m = _SAMPLE.match(line)
-            assert m, line
-            family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
-            assert m.group(1) in types or family in types, line
-            samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return samples
 
 
 def test_metrics(fresh: Env) -> None:

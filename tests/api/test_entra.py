@@ -1,4 +1,6 @@
-"""Entra ID bearer tokens: RS256 JWTs checked against the tenant's JWKS, served over loopback TLS."""
+"""Entra ID bearer tokens: RS256 JWTs checked against the tenant's OIDC discovery and JWKS, served
+over loopback TLS; v1 tokens (App ID URI audience, sts.windows.net issuer) and v2 tokens (client id
+audience, ``{authority}/{tid}/v2.0`` issuer), each with its own audience and issuer."""
 
 from __future__ import annotations
 
@@ -25,18 +27,13 @@ from tests.api.conftest import Env, bearer
 from tests.api.seed import CONTOSO_ID, FABRIKAM_ID, settings_data
 
 T = "/api/v1/tenants"
-AUD = "api://licsync-contoso"
-
-
-class EntraTenant(TenantConfig):
-    """TenantConfig with the proposed Entra ID keys (until the lead adds them to the model)."""
-
-    api_audience: str | None = None
-    api_catalog_admin_roles: dict[str, list[str]] | None = None
+AUD = "api://licsync-contoso"  # App ID URI: the audience of v1 tokens
+CLIENT_ID = "5f1a2b3c-0000-4000-8000-00000000c11d"  # the API app's client id: the audience of v2 tokens
+V1_ISSUER = f"https://sts.windows.net/{CONTOSO_ID}/"
 
 
 class Jwks:
-    """A JWKS endpoint at /{tenant_id}/discovery/v2.0/keys over HTTPS on 127.0.0.1."""
+    """Entra's discovery documents (v2 and v1) and a JWKS endpoint over HTTPS on 127.0.0.1."""
 
     def __init__(self, pki_dir: Path) -> None:
         self.keys: dict[str, Any] = {}
@@ -47,11 +44,18 @@ class Jwks:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != f"/{CONTOSO_ID}/discovery/v2.0/keys":
+                root = f"{outer.authority}/{CONTOSO_ID}"
+                if self.path == f"/{CONTOSO_ID}/v2.0/.well-known/openid-configuration":
+                    doc: dict[str, Any] = {"issuer": f"{root}/v2.0", "jwks_uri": f"{root}/discovery/v2.0/keys"}
+                elif self.path == f"/{CONTOSO_ID}/.well-known/openid-configuration":
+                    doc = {"issuer": V1_ISSUER, "jwks_uri": f"{root}/discovery/keys"}
+                elif self.path == f"/{CONTOSO_ID}/discovery/v2.0/keys":
+                    outer.hits += 1
+                    doc = {"keys": [outer.jwk(kid, k) for kid, k in outer.keys.items()]}
+                else:
                     self.send_error(404)
                     return
-                outer.hits += 1
-                body = json.dumps({"keys": [outer.jwk(kid, k) for kid, k in outer.keys.items()]}).encode()
+                body = json.dumps(doc).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -96,15 +100,18 @@ def entra_settings(jwks: Jwks, *, ca: bool = True) -> Settings:
     data = settings_data()
     contoso = data["tenant"][0] | {
         "authority": jwks.authority, "ca_bundle": str(jwks.ca) if ca else None, "api_audience": AUD,
+        "api_client_id": CLIENT_ID,
         "api_catalog_admin_roles": {"Catalog.Sales": ["cat-a"], "5b0c6a4e-group-safety": ["cat-b"]},
     }
-    data["tenant"] = [EntraTenant.model_validate(contoso), TenantConfig.model_validate(data["tenant"][1])]
+    data["tenant"] = [TenantConfig.model_validate(contoso), TenantConfig.model_validate(data["tenant"][1])]
     return Settings.model_validate(data)
 
 
 def token(jwks: Jwks, kid: str = "k1", key: Any = None, alg: str = "RS256", **over: Any) -> str:
+    """A v2 access token (what an app registration with accessTokenAcceptedVersion = 2 issues)."""
     now = int(time.time())
-    claims = {"iss": f"{jwks.authority}/{CONTOSO_ID}/v2.0", "aud": AUD, "tid": CONTOSO_ID, "iat": now,
+    claims = {"ver": "2.0", "iss": f"{jwks.authority}/{CONTOSO_ID}/v2.0", "aud": CLIENT_ID, "tid": CONTOSO_ID,
+              "iat": now,
               "nbf": now - 5, "exp": now + 600, "oid": "user-oid", "preferred_username": "it@contoso.example"}
     claims.update(over)
     claims = {k: v for k, v in claims.items() if v is not None}
@@ -153,7 +160,8 @@ def test_roles_and_groups_grant_scopes(entra: tuple[Env, Any], jwks: Jwks) -> No
 
 
 @pytest.mark.parametrize("case", ["expired", "audience", "issuer", "tenant", "other_tenant", "signature", "hs256",
-                                  "none", "unknown_kid", "garbage"])
+                                  "none", "unknown_kid", "garbage", "v1_with_client_id", "v2_with_app_id_uri",
+                                  "v1_with_v2_issuer", "v1_other_tenant_issuer"])
 def test_invalid_tokens_are_401(entra: tuple[Env, Any], jwks: Jwks, case: str) -> None:
     _env, c = entra
     roles = ["LicSync.Admin"]
@@ -166,9 +174,14 @@ def test_invalid_tokens_are_401(entra: tuple[Env, Any], jwks: Jwks, case: str) -
         "other_tenant": lambda: token(jwks, roles=roles, tid="33333333-3333-3333-3333-333333333333"),
         "signature": lambda: token(jwks, roles=roles, key=rsa.generate_private_key(public_exponent=65537,
                                                                                     key_size=2048)),
-        "hs256": lambda: hs256_with_public_key(jwks, {"roles": roles, "tid": CONTOSO_ID, "aud": AUD,
+        "hs256": lambda: hs256_with_public_key(jwks, {"roles": roles, "tid": CONTOSO_ID, "aud": CLIENT_ID,
                                                       "exp": now + 600, "iss": f"{jwks.authority}/{CONTOSO_ID}/v2.0"}),
-        "none": lambda: jwt.encode({"roles": roles, "tid": CONTOSO_ID, "aud": AUD, "exp": now + 600}, None,
+        "v1_with_client_id": lambda: token(jwks, roles=roles, ver="1.0", iss=V1_ISSUER),
+        "v2_with_app_id_uri": lambda: token(jwks, roles=roles, aud=AUD),
+        "v1_with_v2_issuer": lambda: token(jwks, roles=roles, ver="1.0", aud=AUD),
+        "v1_other_tenant_issuer": lambda: token(jwks, roles=roles, ver="1.0", aud=AUD,
+                                                iss=f"https://sts.windows.net/{FABRIKAM_ID}/"),
+        "none": lambda: jwt.encode({"roles": roles, "tid": CONTOSO_ID, "aud": CLIENT_ID, "exp": now + 600}, None,
                                    algorithm="none", headers={"kid": "k1"}),
         "unknown_kid": lambda: token(jwks, kid="k-unknown", key=jwks.keys["k1"], roles=roles),
         "garbage": lambda: "aaa.bbb.ccc",
@@ -176,6 +189,15 @@ def test_invalid_tokens_are_401(entra: tuple[Env, Any], jwks: Jwks, case: str) -
     r = c.get(f"{T}/contoso/status", headers=bearer(raw))
     assert r.status_code == 401, r.text
     assert "invalid_token" in r.headers["WWW-Authenticate"]
+
+
+def test_v1_tokens_with_the_app_id_uri_are_accepted(entra: tuple[Env, Any], jwks: Jwks) -> None:
+    """A default app registration issues v1 tokens: sts.windows.net issuer, App ID URI audience."""
+    _env, c = entra
+    v1 = bearer(token(jwks, roles=["LicSync.Admin"], ver="1.0", iss=V1_ISSUER, aud=AUD, preferred_username=None,
+                      upn="it@contoso.example"))
+    assert c.get(f"{T}/contoso/status", headers=v1).status_code == 200
+    assert c.get("/api/v1/me", headers=v1).json()["subject"] == "it@contoso.example"
 
 
 def test_keys_are_cached_and_rotation_is_followed(entra: tuple[Env, Any], jwks: Jwks) -> None:

@@ -38,6 +38,7 @@ from licsync.errors import LicsyncError
 from licsync.graph.client import GraphClient
 from licsync.graph.emulator import EmulatedTenant, EmulatorServer
 from licsync.sync import CycleResult, run_cycle
+from tests.metrics_text import parse_metrics
 
 SOAK = os.environ.get("LICSYNC_SOAK") == "1"
 SEED = int(os.environ.get("LICSYNC_FAULT_SEED", "20261122"))
@@ -192,7 +193,8 @@ class World:
 
 
 def metrics(settings: Settings, engine: Engine) -> dict[str, float]:
-    """``/metrics`` of the real API app, parsed: ``'name{labels}' → value``."""
+    """``/metrics`` of the real API app, parsed: ``'name{labels}' → value`` (labels in any order,
+    the ``replica`` label every sample carries left out)."""
     from licsync.api import create_app
 
     with warnings.catch_warnings():
@@ -202,12 +204,7 @@ def metrics(settings: Settings, engine: Engine) -> dict[str, float]:
     with TestClient(create_app(settings, engine)) as client:
         r = client.get("/metrics")
     assert r.status_code == 200, r.text
-    out: dict[str, float] = {}
-    for line in r.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value.replace("+Inf", "inf"))
-    return out
+    return parse_metrics(r.text)
 
 
 def cycles_metric(settings: Settings, engine: Engine, status: str, kind: str = "delta") -> float:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from licsync import db
+from licsync import db, metrics
 from licsync.db.models import OutboxMessage
 from licsync.errors import InputError, NotFound
 from licsync.notify import outbox
@@ -117,9 +117,16 @@ def test_smtp_outage_keeps_messages_queued_and_delivers_them_after(sqlite_engine
     assert all(r.status == "sent" for r in rows(sqlite_engine))
 
 
+def _counted(name: str, **labels: str) -> float:
+    """This process's /metrics counter (licsync.metrics), 0 before its first increment."""
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_temporary_refusal_backs_off_then_fails_after_max_attempts(sqlite_engine: Engine, smtp: SmtpServer) -> None:
     smtp.handler.refuse["busy@x.example"] = "450 mailbox busy, try later"
     queue(sqlite_engine, ["busy@x.example", "ok@x.example"])
+    temporary = _counted("licsync_outbox_send_failures_total", kind="temporary")
+    sent = _counted("licsync_outbox_sends_total", outcome="sent")
     now = NOW
     for attempt in (1, 2):
         result = run_drain(sqlite_engine, smtp, now=now, max_attempts=3)
@@ -135,14 +142,19 @@ def test_temporary_refusal_backs_off_then_fails_after_max_attempts(sqlite_engine
     busy, ok = rows(sqlite_engine)
     assert (busy.status, busy.attempts, result.failed) == ("failed", 3, 1)
     assert ok.status == "sent" and [m.rcpt_tos for m in smtp.messages] == [["ok@x.example"]]
+    assert _counted("licsync_outbox_send_failures_total", kind="temporary") == temporary + 2
+    assert _counted("licsync_outbox_sends_total", outcome="sent") == sent + 1
 
 
 def test_permanent_refusal_fails_at_once_and_retry_requeues(sqlite_engine: Engine, smtp: SmtpServer) -> None:
     smtp.handler.refuse["gone@x.example"] = "550 5.1.1 no such user"
     queue(sqlite_engine, ["gone@x.example"])
+    permanent = _counted("licsync_outbox_send_failures_total", kind="permanent")
     result = run_drain(sqlite_engine, smtp)
     (row,) = rows(sqlite_engine)
     assert result.failed == 1 and row.status == "failed" and row.attempts == 1
+    assert _counted("licsync_outbox_send_failures_total", kind="permanent") == permanent + 1
+    assert _counted("licsync_outbox_sends_total", outcome="failed") >= 1
     assert row.last_error is not None and "550" in row.last_error and "gone@x.example" in row.last_error
     with Session(sqlite_engine) as s:
         assert [r["id"] for r in list_messages(s, status="failed")] == [row.id]

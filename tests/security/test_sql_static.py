@@ -16,10 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "licsync"
 SINKS = {"text", "literal_column", "exec_driver_sql", "execute", "executemany", "executescript"}
 ALLOWED = {
     ("api/routes.py", "'SELECT 1'"): "health probe, constant",
-    ("daemon.py", "'SELECT 1'"): "health probe, constant",
+    ("health.py", "'SELECT 1'"): "health probe, constant",
     ("daemon.py", "'SELECT pg_try_advisory_lock(hashtext(:k))'"): "bound parameter :k",
     ("daemon.py", "'SELECT pg_advisory_unlock(hashtext(:k))'"): "bound parameter :k",
     ("db/models.py", "'released_at IS NULL'"): "partial index predicate, constant",
+    ("db/__init__.py", "\"SELECT pg_advisory_lock(hashtext('licsync-migrate'))\""): "migration lock, constant",
+    ("db/__init__.py", "\"SELECT pg_advisory_unlock(hashtext('licsync-migrate'))\""): "migration lock, constant",
+    ("notify/budget.py", "'SELECT pg_advisory_xact_lock(hashtext(:k))'"): "bound parameter :k",
     ("db/__init__.py", "'PRAGMA journal_mode=WAL'"): "constant",
     ("db/__init__.py", "'PRAGMA synchronous=NORMAL'"): "constant",
     ("db/__init__.py", "'PRAGMA busy_timeout=30000'"): "constant",
