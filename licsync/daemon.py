@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, select
 
-from licsync.config import Settings
+from licsync.config import ApiConfig, Settings
 from licsync.db import session_scope
 from licsync.db.models import Heartbeat
 from licsync.errors import ConfigError, truncate
@@ -289,8 +289,10 @@ def _run_loop(main: Any, loop: str) -> int:
         return runner.run(main)  # type: ignore[no-any-return]
 
 
-def _server(app: Any, http: str = "auto") -> Any:
+def _server(app: Any, http: str = "auto", limits: ApiConfig | None = None) -> Any:
     import uvicorn
+
+    from licsync.api.connections import protocol_class, raise_open_files_limit
 
     if http not in HTTP_IMPLS:
         raise ConfigError(f"--http: {http!r} is not one of {', '.join(HTTP_IMPLS)}")
@@ -305,9 +307,17 @@ def _server(app: Any, http: str = "auto") -> Any:
         def capture_signals(self) -> Iterator[None]:  # we own SIGTERM/SIGINT: exit 0, not re-raised
             yield
 
-    # http="auto": httptools (C parser) when installed, else h11 (pure Python, ~3× the parse cost).
-    return Server(uvicorn.Config(app, http=http, log_level="warning", access_log=False, lifespan="off",
-                                 server_header=False, proxy_headers=True, timeout_graceful_shutdown=5))
+    # http="auto": httptools (C parser) when installed, else h11 (pure Python, ~3× the parse cost), each
+    # wrapped in licsync.api.connections' guard (header/body timeouts, header size, connection cap).
+    # Forwarded headers are not uvicorn's business (proxy_headers=False): the API believes them only
+    # from [api] trusted_proxies (licsync.api.auth.client_ip).
+    limits = limits or ApiConfig()
+    raise_open_files_limit()
+    return Server(uvicorn.Config(app, http=protocol_class(http, limits), log_level="warning", access_log=False,
+                                 lifespan="off", server_header=False, proxy_headers=False,
+                                 timeout_graceful_shutdown=5,
+                                 timeout_keep_alive=max(1, round(limits.keepalive_timeout.total_seconds())),
+                                 h11_max_incomplete_event_size=limits.max_header_bytes))
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -335,7 +345,7 @@ async def serve_api(settings: Settings, engine: Engine, *, clock: Callable[[], d
     """``licsync serve``: the API and dashboard only, until SIGTERM/SIGINT."""
     from licsync.api import create_app
 
-    server = _server(create_app(settings, engine, clock=clock), http)
+    server = _server(create_app(settings, engine, clock=clock), http, settings.api)
     sock = bind(settings)
     stop = asyncio.Event()
     _on_signals(stop)
@@ -375,7 +385,7 @@ async def run_daemon_async(
              listen=settings.api.listen if serve else None)
     server, task = None, None
     if sock is not None:
-        server = _server(create_app(settings, engine, clock=clock, liveness=hb.liveness))
+        server = _server(create_app(settings, engine, clock=clock, liveness=hb.liveness), limits=settings.api)
         task = await _serve_until(stop, server, sock)
     else:
         await stop.wait()
