@@ -53,7 +53,7 @@ class Guard:
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._seen_cycle: Any = None
-        self._header_bytes = 0
+        self._header_bytes, self._tail = 0, b""
         self._timer: asyncio.TimerHandle | None = None
         self._since = time.monotonic()
         if len(self.connections) >= self.limits.max_connections and not _evict_one(self.connections):
@@ -74,7 +74,7 @@ class Guard:
             self._timer = None
 
     def _await_headers(self) -> None:
-        self._header_bytes, self._since = 0, time.monotonic()
+        self._header_bytes, self._tail, self._since = 0, b"", time.monotonic()
         self._arm(self.limits.header_timeout.total_seconds(), self._headers_late)
 
     def _headers_late(self) -> None:
@@ -92,21 +92,27 @@ class Guard:
 
     # -- uvicorn's hooks
     def data_received(self, data: bytes) -> None:
-        waiting = self.cycle is self._seen_cycle
+        if self.evictable():  # reading the headers of the next request: count them before the parser sees them
+            end = (self._tail + data).find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(0, end - len(self._tail))
+            self._tail = data[-3:]
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._disarm()
+                self.transport.write(TOO_LARGE)
+                self.transport.close()
+                return
         super().data_received(data)  # type: ignore[misc]
         if self.transport.is_closing():
             return
         if self.cycle is not self._seen_cycle:  # the headers of a new request are complete
             self._seen_cycle = self.cycle
+            self._header_bytes, self._tail = 0, b""
             self._arm(self.limits.body_timeout.total_seconds(), self._body_late)
-        elif waiting:
-            self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes:
-                self._disarm()
-                self.transport.write(TOO_LARGE)
-                self.transport.close()
 
     def on_response_complete(self) -> None:
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            # Answered before its body was read (401, 413): the rest of the body is never read either.
+            self.transport.close()
         super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._await_headers()
