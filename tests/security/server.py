@@ -28,6 +28,7 @@ class Served:
     proc: subprocess.Popen[str]
     config: Path
     token: str  # a platform token of contoso
+    stderr: str = ""  # the server's, once it stopped
 
     @property
     def base(self) -> str:
@@ -44,8 +45,8 @@ class Served:
         return s
 
 
-def config(tmp_path: Path, port: int, api: dict[str, Any] | None = None) -> Path:
-    data = settings_data() | {"database": {"url": f"sqlite:///{tmp_path}/t.db"},
+def config(tmp_path: Path, port: int, api: dict[str, Any] | None = None, db_url: str | None = None) -> Path:
+    data = settings_data() | {"database": {"url": db_url or f"sqlite:///{tmp_path}/t.db"},
                               "api": {"listen": f"127.0.0.1:{port}", **(api or {})}}
     secret = tmp_path / "secret"
     secret.write_text("s3cret")
@@ -61,9 +62,10 @@ def _low_fd_limit() -> None:  # the issue's setting: a soft limit of 1,024 open 
 
 
 @contextmanager
-def serve(tmp_path: Path, api: dict[str, Any] | None = None, *, http: str = "auto") -> Iterator[Served]:
+def serve(tmp_path: Path, api: dict[str, Any] | None = None, *, http: str = "auto",
+          db_url: str | None = None) -> Iterator[Served]:
     port = free_port()
-    cfg = config(tmp_path, port, api)
+    cfg = config(tmp_path, port, api, db_url)
     token = cli(cfg, "token", "create", "--tenant", "contoso", "--role", "platform").stdout.strip()
     proc = subprocess.Popen([sys.executable, "-m", "licsync", "--config", str(cfg), "serve", "--http", http],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
@@ -80,8 +82,8 @@ def serve(tmp_path: Path, api: dict[str, Any] | None = None, *, http: str = "aut
         wait_for("serve to listen", up, proc=proc)
         yield served
     finally:
-        code, err = stop(proc, signal.SIGTERM)
-        assert code == 0, err
+        code, served.stderr = stop(proc, signal.SIGTERM)
+        assert code == 0, served.stderr
 
 
 def closed_within(s: socket.socket, seconds: float) -> float | None:
