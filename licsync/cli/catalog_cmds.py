@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.escape import echo
 
 import_app = typer.Typer(name="import", help="Import facts from files (enrollments, …).", no_args_is_help=True)
 catalog_app = typer.Typer(name="catalog", help="Course catalogs and their learner lists.", no_args_is_help=True)
@@ -44,7 +45,7 @@ def import_enrollments_cmd(
     if as_json:
         emit_json(result.summary())
     else:
-        typer.echo(result.line())
+        echo(result.line())
 
 
 @catalog_app.command("remove-learner")
@@ -67,4 +68,4 @@ def remove_learner_cmd(
     if as_json:
         emit_json(result.summary())
     else:
-        typer.echo(result.line())
+        echo(result.line())

@@ -12,6 +12,7 @@ import typer
 
 from licsync import db, status
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.escape import echo
 from licsync.errors import NotFound, TransientError
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -66,11 +67,11 @@ def sync(
         return
     if dry_run:
         for ch in result.plan.changes()[:200]:
-            typer.echo(f"would: {ch.sentence}")
+            echo(f"would: {ch.sentence}")
         if len(result.plan.changes()) > 200:
             typer.echo(f"… and {len(result.plan.changes()) - 200} more changes")
         if result.hold_reason:
-            typer.echo(f"a real run would hold the frees for approval: {result.hold_reason}")
+            echo(f"a real run would hold the frees for approval: {result.hold_reason}")
     typer.echo(result.line())
 
 
@@ -113,7 +114,7 @@ def explain(ctx: typer.Context, tenant: TenantOpt, user_id: str, as_json: JsonOp
     seat = "holds a seat" if data["holds_seat"] else "holds no seat"
     lic = "licensed" if data["licensed"] else "NOT licensed"
     since = f" since {data['since']}" if data.get("since") else ""
-    typer.echo(f"{user_id}: {seat}{since}; {lic} — {data['sentence']}")
+    echo(f"{user_id}: {seat}{since}; {lic} — {data['sentence']}")
 
 
 @app.command("holds")
@@ -134,7 +135,7 @@ def holds_cmd(
     if not rows:
         typer.echo("no held mass frees")
     for r in rows:
-        typer.echo(f"{r['id']}  {r['tenant']}  {r['created_at']}  frees {r['frees']}: {r['reason']}")
+        echo(f"{r['id']}  {r['tenant']}  {r['created_at']}  frees {r['frees']}: {r['reason']}")
 
 
 @app.command()

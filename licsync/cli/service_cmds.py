@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from licsync.cli.app import Context, app, ctx_of, emit_json
+from licsync.cli.escape import echo
 
 token_app = typer.Typer(help="API tokens for the HTTP API and dashboard.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -153,7 +154,7 @@ def token_list(
         emit_json(rows)
         return
     if not rows:
-        typer.echo("no tokens")
+        echo("no tokens")
         return
     for r in rows:
         cats = f" catalogs={','.join(r['catalogs'])}" if r["catalogs"] else ""
@@ -161,7 +162,7 @@ def token_list(
         if not state and r["expires_at"]:
             expired = datetime.fromisoformat(r["expires_at"].replace("Z", "+00:00")) <= datetime.now(UTC)
             state = f" {'EXPIRED' if expired else 'expires'} {r['expires_at']}"
-        typer.echo(f"{r['id']}  {r['tenant']}  {r['role']}{cats}  created {r['created_at']}"
+        echo(f"{r['id']}  {r['tenant']}  {r['role']}{cats}  created {r['created_at']}"
                    f"  last used {r['last_used_at'] or 'never'}  {r['label'] or ''}{state}".rstrip())
 
 
@@ -179,4 +180,4 @@ def token_revoke(
     with session_scope(c.engine()) as s:
         if not tokens.revoke(s, tid, c.now()):
             raise NotFound(f"no active token with id {tid!r}")
-    typer.echo(f"token {tid} revoked")
+    echo(f"token {tid} revoked")

@@ -10,6 +10,7 @@ import typer
 
 from licsync import db
 from licsync.cli.app import app, ctx_of
+from licsync.cli.escape import echo
 from licsync.errors import InputError
 
 sub_app = typer.Typer(help="Vendor tools: key pairs and signed subscription keys.", no_args_is_help=True)
@@ -91,4 +92,4 @@ def activate(
     with db.session_scope(c.engine()) as s:
         result = registry.activate(s, tenant, text, settings.vendor.public_key, now, actor="cli")
         hooks.on_activation(s, settings, result, now)
-    typer.echo(result.sentence)
+    echo(result.sentence)
