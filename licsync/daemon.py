@@ -145,9 +145,8 @@ class Locks:
             with session_scope(self.engine) as s:
                 row = s.get(Heartbeat, LEASE_PREFIX + key)
                 if row is not None and (row.detail or {}).get("owner") != self.owner and row.beat_at > now:
-                    owner = s.get(Heartbeat, str((row.detail or {}).get("owner")))
-                    if owner is not None and now - owner.beat_at < STALE_AFTER and _instance_alive(owner.instance):
-                        return False  # a live daemon holds it
+                    if _owner_alive(s, str((row.detail or {}).get("owner")), now):
+                        return False  # a live daemon, or a live `licsync sync`, holds it
                 if row is None:
                     row = Heartbeat(instance=LEASE_PREFIX + key, beat_at=now)
                     s.add(row)
@@ -434,6 +433,15 @@ def _pid_alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _owner_alive(s: Session, owner: str, now: datetime) -> bool:
+    """Whether the owner of a lease still works: a daemon by its fresh heartbeat; a ``licsync sync``
+    (``cli:host:pid``, no heartbeat) while its process exists — on another host, until the lease ends."""
+    beat = s.get(Heartbeat, owner)
+    if beat is not None:
+        return bool(now - beat.beat_at < STALE_AFTER) and _instance_alive(beat.instance)
+    return owner.startswith("cli:") and _instance_alive(owner.removeprefix("cli:"))
 
 
 def _instance_alive(instance: str) -> bool:
