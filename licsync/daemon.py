@@ -144,9 +144,9 @@ class Locks:
         try:
             with session_scope(self.engine) as s:
                 row = s.get(Heartbeat, LEASE_PREFIX + key)
-                if row is not None and (row.detail or {}).get("owner") != self.owner and row.beat_at > now:
-                    if _owner_alive(s, str((row.detail or {}).get("owner")), now):
-                        return False  # a live daemon, or a live `licsync sync`, holds it
+                owner = str((row.detail or {}).get("owner")) if row is not None else ""
+                if row is not None and owner != self.owner and row.beat_at > now and _owner_alive(s, owner, now):
+                    return False  # a live daemon, or a live `licsync sync`, holds it
                 if row is None:
                     row = Heartbeat(instance=LEASE_PREFIX + key, beat_at=now)
                     s.add(row)
