@@ -35,7 +35,7 @@ from pydantic import (
 from licsync.errors import ConfigError
 
 ENV_PREFIX = "LICSYNC_"
-SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles")
+SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "imports")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -303,6 +303,13 @@ class ApiConfig(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class ImportsConfig(_Section):
+    """Bounds of one enrollment import (``licsync import enrollments``): a file past them is refused whole."""
+
+    max_catalogs: int = Field(default=10_000, ge=1)  # distinct catalog_id values in one file
+    max_courses: int = Field(default=100_000, ge=1)  # distinct course_id values in one file
+
+
 class ScheduleConfig(_Section):
     sync_interval: PositiveDuration = timedelta(minutes=15)
     full_resync_interval: PositiveDuration = timedelta(hours=24)
@@ -317,6 +324,7 @@ class Settings(_Section):
     api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    imports: ImportsConfig = ImportsConfig()
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Settings:
