@@ -267,7 +267,7 @@ class ApiConfig(_Section):
     metrics_tenant_labels: Literal["auto", "name", "index"] = "auto"
     max_body_statements: Size = 8 * 1024**2  # POST …/statements
     max_body_form: Size = 8 * 1024  # POST /ui/login, /ui/logout
-    max_body_other: Size = 0  # any other request (they take no body)
+    max_body_other: Size = 1024  # any other request (none takes a body)
     max_header_bytes: Size = 16 * 1024  # request line and headers together
     header_timeout: PositiveDuration = timedelta(seconds=10)  # to send the request line and headers
     keepalive_timeout: PositiveDuration = timedelta(seconds=5)  # an idle keep-alive connection is closed after
