@@ -160,6 +160,7 @@ class Checks:
     rate: float
     duration: float
     connections: int = 4
+    timeout: float = 10.0
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     sent: int = 0
@@ -179,7 +180,7 @@ class Checks:
                     time.sleep(wait)
                 try:
                     if s is None:
-                        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                        s = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
                         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     s.sendall(request)
                     head = read_response(s)
@@ -212,13 +213,16 @@ class Checks:
 
 
 def huge_post(port: int, mb: int, *, chunked: bool, token: str | None) -> tuple[float, str, int]:
-    """POST ``mb`` MB of a JSON array; (ms to the answer, status line, bytes sent before the answer/close)."""
-    piece = b"[" + b'{"verb":{"id":"x"}},' * 3276 + b"{}]"  # ~64 KiB
+    """POST one valid JSON array of ``mb`` MB (statements); (ms to the answer, status line, bytes sent before
+    the answer or the close)."""
+    element = b'{"verb":{"id":"http://adlnet.gov/expapi/verbs/launched"}},'
+    middle = element * (65536 // len(element))
+    total = max(1, mb * 1024 * 1024 // len(middle)) * len(middle)
     head = [f"POST {STATEMENTS} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     if token:
         head.append(f"Authorization: Bearer {token}")
-    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {mb * 1024 * 1024}")
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total + 4}")  # "[" … "{}]"
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
     answer: list[bytes] = []
     got = threading.Event()
@@ -230,20 +234,22 @@ def huge_post(port: int, mb: int, *, chunked: bool, token: str | None) -> tuple[
             answer.append(b"(connection reset)")
         got.set()
 
+    def frame(data: bytes) -> bytes:
+        return (f"{len(data):x}\r\n".encode() + data + b"\r\n") if chunked else data
+
     start = time.monotonic()
     threading.Thread(target=reader, daemon=True).start()
     sent = 0
     try:
-        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        frame = (f"{len(piece):x}\r\n".encode() + piece + b"\r\n") if chunked else piece
-        while sent < mb * 1024 * 1024 and not got.is_set():
-            s.sendall(frame)
-            sent += len(piece)
-        if chunked and not got.is_set():
-            s.sendall(b"0\r\n\r\n")
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + frame(b"["))
+        while sent < total and not got.is_set():
+            s.sendall(frame(middle))
+            sent += len(middle)
+        if not got.is_set():
+            s.sendall(frame(b"{}]") + (b"0\r\n\r\n" if chunked else b""))
     except OSError:
         pass
-    got.wait(30)
+    got.wait(60)
     took = (time.monotonic() - start) * 1000
     s.close()
     status = (answer[0].split(b"\r\n", 1)[0].decode(errors="replace") if answer else "(no answer)") or "(closed)"
@@ -260,12 +266,16 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0, help="access checks per second (open loop)")
     ap.add_argument("--duration", type=float, default=6.0, help="seconds of access checks per scenario")
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--tree", type=Path, default=REPO, help="the licsync source tree the server runs (PYTHONPATH)")
+    ap.add_argument("--tree", type=Path, default=REPO, help="the licsync source tree the server runs (PYTHONPATH), "
+                    "e.g. an older checkout to compare with")
+    ap.add_argument("--checks-timeout", type=float, default=10.0, help="seconds an access check may take")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="licsync-hostile-"))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client holds the half-open sockets
 
+    if args.tree.resolve() != REPO:
+        sys.path.insert(0, str(args.tree.resolve()))  # seed with the compared tree's own schema and code
     proc, port, token = start_server(workdir, args.tree)
     try:
         loadavg = "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -276,12 +286,12 @@ def main() -> None:
         Checks(port, token, args.rate, 1.0).run()  # warm-up (first connections, the thread pool), not shown
         for tok in (None, token):  # and the statements endpoint's paths, once each
             huge_post(port, 1, chunked=True, token=tok)
-        base = Checks(port, token, args.rate, args.duration)
+        base = Checks(port, token, args.rate, args.duration, timeout=args.checks_timeout)
         base.run()
         print(base.row("nothing else (baseline)"))
 
         posts: list[tuple[str, float, str, int, float]] = []
-        during = Checks(port, token, args.rate, args.duration)
+        during = Checks(port, token, args.rate, args.duration, timeout=args.checks_timeout)
         runner = threading.Thread(target=during.run)
         runner.start()
         time.sleep(0.5)
@@ -306,10 +316,10 @@ def main() -> None:
                     opened += 1
                 except OSError:
                     refused += 1
-            burst = Checks(port, token, args.rate, args.duration)
+            burst = Checks(port, token, args.rate, args.duration, timeout=args.checks_timeout)
             burst.run()  # from the moment the last one opened: the server still accepts the burst
             print(burst.row(f"{opened} half-open sockets, from the moment they opened"))
-            held = Checks(port, token, args.rate, args.duration)
+            held = Checks(port, token, args.rate, args.duration, timeout=args.checks_timeout)
             held.run()
             print(held.row(f"{opened} half-open sockets, held open ({args.duration:.0f} s later)"))
         finally:
