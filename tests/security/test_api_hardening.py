@@ -144,3 +144,25 @@ def test_the_metrics_token_is_a_reference_never_a_value() -> None:
 
     with pytest.raises(ValidationError):
         settings_with({"metrics_token": "plain-secret"})
+
+
+# ------------------------------------------------------------------ 7: database errors are logged without their SQL
+
+def test_a_database_error_is_a_500_logged_by_its_class_only(env: Env, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy.exc import DataError
+
+    from licsync.api import queries
+
+    def fail(*_a: Any, **_k: Any) -> Any:
+        raise DataError("SELECT * FROM seat WHERE holder = %(holder)s", {"holder": "secret-param-value"},
+                        ValueError("invalid byte sequence near secret-param-value"))
+
+    monkeypatch.setattr(queries, "access_decision", fail)
+    c = env.make_client()
+    r = c.get("/api/v1/tenants/contoso/access/u-ann", headers=bearer(env.tokens["platform"]))
+    assert r.status_code == 500 and r.json() == {"error": "internal error"}
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "database_error" in logged and "ValueError" in logged
+    assert "secret-param-value" not in logged and "SELECT" not in logged
