@@ -180,6 +180,15 @@ class Authenticator:
     def client_ip(self, request: Request) -> str:
         return client_ip(request, self.proxies)
 
+    def via_https(self, request: Request) -> bool:
+        """Whether the browser reached us over HTTPS: our own TLS, or a trusted proxy's ``X-Forwarded-Proto``
+        (uvicorn no longer rewrites the scheme from that header: it believed any loopback peer)."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else ""
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return proto == "https" and _trusted(peer, self.proxies)
+
     def refuse(self, request: Request) -> None:
         """A credential failed: count it against the caller's address; 429 when that address is over the
         limit, else nothing (the caller answers 401)."""

@@ -50,6 +50,12 @@ def _csrf(request: Request | None) -> tuple[str, bool]:
     return secrets.token_urlsafe(24), True
 
 
+def _https(request: Request) -> bool:
+    """Cookies get ``Secure`` when the browser came over HTTPS (directly, via a trusted proxy, or per public_url)."""
+    ctx = ctx_of(request)
+    return ctx.auth.via_https(request) or (ctx.settings.api.public_url or "").startswith("https://")
+
+
 def page(template: str, status_code: int = 200, headers: dict[str, str] | None = None, *,
          request: Request | None = None, **context: Any) -> Response:
     csrf, new = _csrf(request)
@@ -57,7 +63,7 @@ def page(template: str, status_code: int = 200, headers: dict[str, str] | None =
                         headers=headers)
     if new:
         resp.set_cookie(CSRF_COOKIE, csrf, max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict",
-                        secure=request is not None and request.url.scheme == "https", path="/ui")
+                        secure=request is not None and _https(request), path="/ui")
     return resp
 
 
@@ -84,7 +90,7 @@ def _login(request: Request, raw: str) -> Response:
         raise forbidden("this token cannot open the dashboard (tenant and catalog admins only)")
     resp = RedirectResponse(home_of(p), status_code=303)
     resp.set_cookie(COOKIE, raw.strip(), max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https", path="/")
+                    secure=_https(request), path="/")
     return resp
 
 

@@ -166,3 +166,15 @@ def test_a_database_error_is_a_500_logged_by_its_class_only(env: Env, monkeypatc
     logged = out.out + out.err
     assert "database_error" in logged and "ValueError" in logged
     assert "secret-param-value" not in logged and "SELECT" not in logged
+
+
+def test_cookies_are_secure_behind_a_trusted_tls_proxy_only(env: Env) -> None:
+    proto = {"X-Forwarded-Proto": "https"}
+    stranger = env.make_client().get("/ui/login", headers=proto)  # the peer is no trusted proxy
+    assert "licsync_csrf=" in stranger.headers["set-cookie"] and "Secure" not in stranger.headers["set-cookie"]
+    c = env.make_client(settings=settings_with({"trusted_proxies": ["0.0.0.0/0", "::/0"]}))
+    trusted = c.get("/ui/login", headers=proto)
+    assert "Secure" not in trusted.headers["set-cookie"]  # TestClient's peer is "testclient", no address
+    https = env.make_client(settings=settings_with({"public_url": "https://licsync.example.com"}))
+    r = https.get("/ui/login", headers={"Host": "licsync.example.com"})
+    assert "Secure" in r.headers["set-cookie"]

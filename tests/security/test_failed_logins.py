@@ -30,6 +30,7 @@ def test_forwarded_headers_are_ignored_unless_the_peer_is_a_trusted_proxy(tmp_pa
                                                "Forwarded": f"for=203.0.113.{i}"}).status_code
                  for i in range(22)]
         assert codes[:20] == [401] * 20 and codes[20:] == [429, 429], codes  # rotating the header evades nothing
+        assert "Secure" not in c.get("/ui/login", headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
 
 
 def test_a_trusted_proxys_forwarded_address_is_the_client(tmp_path: Path) -> None:
@@ -42,3 +43,5 @@ def test_a_trusted_proxys_forwarded_address_is_the_client(tmp_path: Path) -> Non
         assert c.get(ACCESS, headers=JUNK | {"X-Forwarded-For": "10.9.9.9, 198.51.100.7"}).status_code == 429
         assert c.get(ACCESS, headers=JUNK | {"X-Forwarded-For": "198.51.100.8"}).status_code == 401  # another client
         assert c.get(ACCESS, headers=JUNK | {"Forwarded": 'for="198.51.100.7"'}).status_code == 429  # RFC 7239
+        # the proxy's X-Forwarded-Proto is believed too: the dashboard's cookies are Secure behind TLS
+        assert "Secure" in c.get("/ui/login", headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
