@@ -273,10 +273,67 @@ class NotificationsConfig(_Section):
         return self
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """``"8KiB"``, ``"5MB"``, ``"1m"`` or a number of bytes (binary units: 1 KB = 1024 bytes)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "")[:1].lower()]
+    raise ValueError(f"not a size: {value!r} (use e.g. 8KiB, 5MiB, or a number of bytes)")
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+
+def _network(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an IP address or network, e.g. 10.0.0.0/8")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"not an IP address or network: {value!r}") from None
+
+
 class ApiConfig(_Section):
+    """The HTTP API's listener and its limits (SECURITY.md, "Limits", lists each with its default)."""
+
     listen: str = "127.0.0.1:8080"
     access_log: bool = False  # one log line per request: method, path, status, duration (never a token or query)
     replica: str | None = None  # this process's `replica` label on /metrics (default: the host name)
+    # Peers whose X-Forwarded-For / Forwarded headers are believed (the ingress, the TLS proxy). None
+    # by default: the client address is the socket's peer, whatever a header says.
+    trusted_proxies: list[Annotated[str, BeforeValidator(_network)]] = Field(default_factory=list)
+    # The URL users reach the dashboard at (e.g. https://licsync.example.com). Redirects point there, and
+    # requests whose Host header names another host are refused (400). Unset: relative redirects.
+    public_url: str | None = None
+    # /metrics: a bearer token of its own (env:/file: reference); unset, /metrics is open but names no tenant
+    # unless metrics_tenant_labels = "name".
+    metrics_token: SecretReference | None = None
+    metrics_tenant_labels: Literal["auto", "name", "index"] = "auto"
+    max_body_statements: Size = 8 * 1024**2  # POST …/statements
+    max_body_form: Size = 8 * 1024  # POST /ui/login, /ui/logout
+    max_body_other: Size = 1024  # any other request (none takes a body)
+    max_header_bytes: Size = 16 * 1024  # request line and headers together
+    header_timeout: PositiveDuration = timedelta(seconds=10)  # to send the request line and headers
+    keepalive_timeout: PositiveDuration = timedelta(seconds=5)  # an idle keep-alive connection is closed after
+    body_timeout: PositiveDuration = timedelta(seconds=30)  # to send a whole body once the headers are in
+    max_connections: int = Field(default=800, ge=1)  # concurrent connections; beyond, 503 (keep below ulimit -n)
+    failed_auth_limit: int = Field(default=20, ge=1)  # failed credentials per client address …
+    failed_auth_window: PositiveDuration = timedelta(seconds=60)  # … within this window → 429
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        u = urlparse(v)
+        if u.scheme not in ("http", "https") or not u.hostname or u.path not in ("", "/") or u.query:
+            raise ValueError("must be a base URL such as https://licsync.example.com (no path)")
+        return v.rstrip("/")
 
     @field_validator("listen")
     @classmethod
@@ -293,6 +350,13 @@ class ApiConfig(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class ImportsConfig(_Section):
+    """Bounds of one enrollment import (``licsync import enrollments``): a file past them is refused whole."""
+
+    max_catalogs: int = Field(default=10_000, ge=1)  # distinct catalog_id values in one file
+    max_courses: int = Field(default=100_000, ge=1)  # distinct course_id values in one file
 
 
 class ScheduleConfig(_Section):
@@ -318,6 +382,7 @@ class Settings(_Section):
     roles: dict[str, list[str]] = Field(default_factory=dict)
     authority: AuthorityConfig = AuthorityConfig()
     retention: RetentionConfig = RetentionConfig()
+    imports: ImportsConfig = ImportsConfig()
     # Where the configuration came from ("" when built in code): the file, or where none was found.
     _source: str = PrivateAttr(default="")
 

@@ -19,7 +19,8 @@ from typing import Any
 from licsync.errors import ConfigError
 
 ENV_PREFIX = "LICSYNC_"
-SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "authority", "retention")
+SECTIONS = ("database", "vendor", "seats", "notifications", "api", "schedule", "roles", "authority", "retention",
+            "imports")
 
 # A key's path in the data, e.g. ("seats", "grace_days") or ("tenant", 0, "client_id").
 Loc = tuple[str | int, ...]

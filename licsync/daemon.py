@@ -30,9 +30,10 @@ from typing import Any
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session
 
 from licsync import reseat
-from licsync.config import Settings
+from licsync.config import ApiConfig, Settings
 from licsync.db import session_scope
 from licsync.db.models import Heartbeat
 from licsync.errors import ConfigError, truncate
@@ -143,10 +144,9 @@ class Locks:
         try:
             with session_scope(self.engine) as s:
                 row = s.get(Heartbeat, LEASE_PREFIX + key)
-                if row is not None and (row.detail or {}).get("owner") != self.owner and row.beat_at > now:
-                    owner = s.get(Heartbeat, str((row.detail or {}).get("owner")))
-                    if owner is not None and now - owner.beat_at < STALE_AFTER and instance_alive(owner.instance):
-                        return False  # a live daemon holds it
+                owner = str((row.detail or {}).get("owner")) if row is not None else ""
+                if row is not None and owner != self.owner and row.beat_at > now and _owner_alive(s, owner, now):
+                    return False  # a live daemon, or a live `licsync sync`, holds it
                 if row is None:
                     row = Heartbeat(instance=LEASE_PREFIX + key, beat_at=now)
                     s.add(row)
@@ -286,8 +286,10 @@ def _run_loop(main: Any, loop: str) -> int:
         return runner.run(main)  # type: ignore[no-any-return]
 
 
-def _server(app: Any, http: str = "auto") -> Any:
+def _server(app: Any, http: str = "auto", limits: ApiConfig | None = None) -> Any:
     import uvicorn
+
+    from licsync.api.connections import protocol_class, raise_open_files_limit
 
     if http not in HTTP_IMPLS:
         raise ConfigError(f"--http: {http!r} is not one of {', '.join(HTTP_IMPLS)}")
@@ -302,9 +304,17 @@ def _server(app: Any, http: str = "auto") -> Any:
         def capture_signals(self) -> Iterator[None]:  # we own SIGTERM/SIGINT: exit 0, not re-raised
             yield
 
-    # http="auto": httptools (C parser) when installed, else h11 (pure Python, ~3× the parse cost).
-    return Server(uvicorn.Config(app, http=http, log_level="warning", access_log=False, lifespan="off",
-                                 server_header=False, proxy_headers=True, timeout_graceful_shutdown=5))
+    # http="auto": httptools (C parser) when installed, else h11 (pure Python, ~3× the parse cost), each
+    # wrapped in licsync.api.connections' guard (header/body timeouts, header size, connection cap).
+    # Forwarded headers are not uvicorn's business (proxy_headers=False): the API believes them only
+    # from [api] trusted_proxies (licsync.api.auth.client_ip).
+    limits = limits or ApiConfig()
+    raise_open_files_limit()
+    return Server(uvicorn.Config(app, http=protocol_class(http, limits), log_level="warning", access_log=False,
+                                 lifespan="off", server_header=False, proxy_headers=False,
+                                 timeout_graceful_shutdown=5,
+                                 timeout_keep_alive=max(1, round(limits.keepalive_timeout.total_seconds())),
+                                 h11_max_incomplete_event_size=limits.max_header_bytes))
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -332,7 +342,7 @@ async def serve_api(settings: Settings, engine: Engine, *, clock: Callable[[], d
     """``licsync serve``: the API and dashboard only, until SIGTERM/SIGINT."""
     from licsync.api import create_app
 
-    server = _server(create_app(settings, engine, clock=clock), http)
+    server = _server(create_app(settings, engine, clock=clock), http, settings.api)
     sock = bind(settings)
     stop = asyncio.Event()
     _on_signals(stop)
@@ -372,7 +382,7 @@ async def run_daemon_async(
              listen=settings.api.listen if serve else None)
     server, task = None, None
     if sock is not None:
-        server = _server(create_app(settings, engine, clock=clock, liveness=hb.liveness))
+        server = _server(create_app(settings, engine, clock=clock, liveness=hb.liveness), limits=settings.api)
         task = await _serve_until(stop, server, sock)
     else:
         await stop.wait()
@@ -408,3 +418,12 @@ def _ignore_late_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(ValueError):  # not the main thread
             signal.signal(sig, signal.SIG_IGN)
+
+
+def _owner_alive(s: Session, owner: str, now: datetime) -> bool:
+    """Whether the owner of a lease still works: a daemon by its fresh heartbeat; a ``licsync sync``
+    (``cli:host:pid``, no heartbeat) while its process exists — on another host, until the lease ends."""
+    beat = s.get(Heartbeat, owner)
+    if beat is not None:
+        return bool(now - beat.beat_at < STALE_AFTER) and instance_alive(beat.instance)
+    return owner.startswith("cli:") and instance_alive(owner.removeprefix("cli:"))

@@ -264,9 +264,11 @@ def _serve(settings: Settings, engine: Any, now: datetime) -> None:
     with db.session_scope(engine) as s:
         token = create_token(s, TENANT, "tenant-admin", [], now, label="demo")
     base = f"http://{settings.api.listen}"
+    app = create_app(settings, engine)
+    code = app.state.ctx.login_codes.issue(token)  # a one-time code: the link carries no token
     _say("6. Dashboard")
-    typer.echo(f"   {base}/ui/login?token={token}")
+    typer.echo(f"   {base}/ui/login?code={code}  (works once, for five minutes)")
     typer.echo(f"   (or open {base}/ and paste the token: {token})")
     typer.echo(f"   API: curl -H 'Authorization: Bearer {token}' {base}/api/v1/tenants/{TENANT}/status")
     typer.echo("   Ctrl-C stops the demo.")
-    uvicorn.run(create_app(settings, engine), host=settings.api.host, port=settings.api.port, log_level="warning")
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")

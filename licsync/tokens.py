@@ -32,8 +32,8 @@ ROLES = ("tenant-admin", "catalog-admin", "platform")
 PREFIX = "lsy_"
 _T = ApiToken.__table__  # type: ignore[attr-defined]
 # A Core read by primary key: on the launch-time hot path the ORM's identity map costs more than the read.
-_BY_ID = select(_T.c.token_hash, _T.c.tenant, _T.c.role, _T.c.catalogs, _T.c.revoked_at, _T.c.label).where(
-    _T.c.id == bindparam("id"))
+_BY_ID = select(_T.c.token_hash, _T.c.tenant, _T.c.role, _T.c.catalogs, _T.c.revoked_at, _T.c.label,
+               _T.c.expires_at).where(_T.c.id == bindparam("id"))
 _TOKEN = re.compile(r"^lsy_([0-9a-f]{16})_([A-Za-z0-9_-]{40,64})$")
 
 
@@ -83,9 +83,11 @@ def _check_role(role: str, catalogs: list[str]) -> list[str]:
 
 
 def create_token(
-    session: Session, tenant: str, role: str, catalogs: list[str], now: datetime, label: str | None = None
+    session: Session, tenant: str, role: str, catalogs: list[str], now: datetime, label: str | None = None,
+    *, expires_at: datetime | None = None,
 ) -> str:
-    """Store a new token's hash and return the token itself: the only time it is ever seen."""
+    """Store a new token's hash and return the token itself: the only time it is ever seen.
+    ``expires_at``: refused from then on (None: until revoked)."""
     cats = _check_role(role, catalogs)
     token_id = secrets.token_hex(8)
     raw = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
@@ -98,6 +100,7 @@ def create_token(
             catalogs=cats or None,
             created_at=now,
             label=label,
+            expires_at=expires_at,
         )
     )
     session.flush()
@@ -118,7 +121,7 @@ def authenticate(session: Session, raw: str, now: datetime) -> Principal | None:
     expected = row.token_hash if row is not None else hash_token("lsy_missing")
     if not hmac.compare_digest(hash_token(raw), expected) or row is None:
         return None
-    if row.revoked_at is not None:
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
     return Principal(
         tenant=row.tenant,
@@ -167,6 +170,7 @@ def list_tokens(session: Session, tenant: str | None = None, *, include_revoked:
             "created_at": _iso(r.created_at),
             "last_used_at": _iso(r.last_used_at),
             "revoked_at": _iso(r.revoked_at),
+            "expires_at": _iso(r.expires_at),
         }
         for r in rows
     ]

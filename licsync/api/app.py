@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -26,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from licsync import __version__
 from licsync.api.access_log import AccessLog
-from licsync.api.auth import ApiError, Authenticator, FailureLimiter
+from licsync.api.auth import ApiError, Authenticator, FailureLimiter, LoginCodes
+from licsync.api.guards import BodyTooLarge, RequestGuard
 from licsync.config import Settings
 from licsync.errors import LicsyncError, NotFound, TransientError, truncate
 from licsync.log import get_logger
@@ -56,14 +57,17 @@ class ApiContext:
     liveness: Liveness | None = None  # set by the daemon: is the scheduler's heartbeat fresh?
     inline_reads: bool = False  # the access check may read on the event loop (SQLite: local, never waits)
     reads: Engine | None = None  # read-only endpoints' engine (PostgreSQL: autocommit), else ``engine``
+    login_codes: LoginCodes = field(default_factory=LoginCodes)  # one-time dashboard sign-in codes
 
 
 class SecurityHeaders:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): the same security
-    headers on every response, ``Cache-Control: no-store`` on everything but static assets."""
+    headers on every response, ``Cache-Control: no-store`` on everything but static assets, and
+    redirects that never echo the Host header (``Location`` relative, or on ``[api] public_url``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
         self.app = app
+        self.public_url = public_url or ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,9 +81,20 @@ class SecurityHeaders:
                 for k, v in SECURITY_HEADERS.items():
                     headers[k] = v
                 headers["Cache-Control"] = "public, max-age=3600" if static else "no-store"
+                if "location" in headers:
+                    headers["Location"] = self.public_url + relative(headers["location"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def relative(location: str) -> str:
+    """A redirect target without scheme and host: the path and query of ``location``."""
+    if location.startswith("/") and not location.startswith("//"):
+        return location
+    rest = location.split("://", 1)[-1].lstrip("/")
+    path = rest[rest.find("/"):] if "/" in rest else "/"
+    return "/" + path.lstrip("/")
 
 
 def _wants_html(request: Request) -> bool:
@@ -119,6 +134,18 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransientError)
     async def _transient(request: Request, exc: TransientError) -> Response:
         return error_response(request, 503, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return error_response(request, 413, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> Response:
+        if isinstance(exc, OperationalError):
+            return await _db_down(request, exc)
+        # Never the statement or its parameters (they hold what the caller sent): the driver's error class.
+        log.error("database_error", path=request.url.path, error=type(exc.orig).__name__)
+        return error_response(request, 500, "internal error")
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> Response:
@@ -184,16 +211,20 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    api = settings.api
+    limiter = limiter or FailureLimiter(api.failed_auth_limit, api.failed_auth_window.total_seconds())
     app.state.ctx = ApiContext(
         settings=settings,
         engine=engine,
-        auth=Authenticator(entra=entra, limiter=limiter),
+        auth=Authenticator(entra=entra, limiter=limiter, tenants={t.name for t in settings.tenant},
+                           trusted_proxies=api.trusted_proxies),
         clock=clock or (lambda: datetime.now(UTC)),
         liveness=liveness,
         inline_reads=engine.dialect.name == "sqlite",
         reads=read_engine(engine),
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestGuard, settings=settings)  # inside SecurityHeaders: its refusals get the headers too
+    app.add_middleware(SecurityHeaders, public_url=api.public_url)
     if settings.api.access_log:
         app.add_middleware(AccessLog)  # outermost: sees the final status of every request
     _install_handlers(app)

@@ -6,19 +6,26 @@ The rules the HTTP layer applies (SPEC §5):
 * a valid credential outside its scope → 403 — including a tenant the caller does not belong to,
   whether or not that tenant exists, so the API never tells a stranger which tenants it serves;
 * more than ``limit`` failed credentials from one client address within ``window`` seconds → 429
-  with ``Retry-After`` until the window drains, checked *before* the credential, so a guesser
-  learns nothing while blocked;
+  with ``Retry-After`` until the window drains, for *failed* credentials only: a valid credential
+  is never refused for others' failures from the same address (an ingress, a NAT); a token has 256
+  bits of secret, so the brake is against noise, not a guess that could succeed;
+* the client address is the socket's peer; ``X-Forwarded-For`` / ``Forwarded`` count only when
+  that peer is one of ``[api] trusted_proxies`` (then the right-most address not itself trusted);
+* a token of a tenant no longer in the configuration is invalid (401), like a revoked one;
 * a licsync API token that verified is trusted for ``TOKEN_CACHE_TTL`` (2 s) without reading its
   row again, so a revocation takes effect within 2 s; failures are never cached.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,8 +111,36 @@ class FailureLimiter:
                 self._fails.popitem(last=False)
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_FORWARDED_FOR = re.compile(r'for="?\[?([^\]";,]+)', re.IGNORECASE)
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def forwarded_chain(request: Request) -> list[str]:
+    """The addresses a request passed through, by the proxies' headers (oldest first)."""
+    forwarded = request.headers.getlist("forwarded")
+    if forwarded:
+        return [m.group(1).strip() for h in forwarded for m in _FORWARDED_FOR.finditer(h)]
+    return [a.strip() for h in request.headers.getlist("x-forwarded-for") for a in h.split(",") if a.strip()]
+
+
+def client_ip(request: Request, proxies: tuple[Network, ...] = ()) -> str:
+    """The caller's address: the socket's peer, or — when the peer is a trusted proxy — the right-most
+    address of its forwarding headers that is not a trusted proxy itself."""
+    peer = request.client.host if request.client else "unknown"
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    for address in reversed(forwarded_chain(request)):
+        if not _trusted(address, proxies):
+            return address
+    return peer
 
 
 def credential_of(request: Request) -> str | None:
@@ -129,8 +164,12 @@ class Authenticator:
         *,
         token_ttl: float = TOKEN_CACHE_TTL,
         clock: Callable[[], float] = time.monotonic,
+        tenants: Iterable[str] | None = None,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         self.entra = entra
+        self.tenants = None if tenants is None else frozenset(tenants)  # None: any (tests of the class alone)
+        self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
         self.limiter = limiter or FailureLimiter()
         self.token_ttl, self.clock = token_ttl, clock
         self._touched: dict[str, float] = {}
@@ -138,20 +177,40 @@ class Authenticator:
         self._verified: dict[str, tuple[float, Principal]] = {}  # token hash → (trusted until, principal)
         self._verified_lock = threading.Lock()
 
-    def check_blocked(self, request: Request) -> None:
-        wait = self.limiter.retry_after(client_ip(request))
+    def client_ip(self, request: Request) -> str:
+        return client_ip(request, self.proxies)
+
+    def via_https(self, request: Request) -> bool:
+        """Whether the browser reached us over HTTPS: our own TLS, or a trusted proxy's ``X-Forwarded-Proto``
+        (uvicorn no longer rewrites the scheme from that header: it believed any loopback peer)."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else ""
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return proto == "https" and _trusted(peer, self.proxies)
+
+    def refuse(self, request: Request) -> None:
+        """A credential failed: count it against the caller's address; 429 when that address is over the
+        limit, else nothing (the caller answers 401)."""
+        ip = self.client_ip(request)
+        wait = self.limiter.retry_after(ip)
         if wait is not None:
             raise ApiError(429, "too many failed authentications from this address; retry later",
                            {"Retry-After": str(wait)})
+        self.limiter.failed(ip)
 
     def verify(self, session: Session, raw: str) -> Principal | None:
-        """Check a raw credential: licsync tokens by prefix, anything JWT-shaped with Entra ID."""
+        """Check a raw credential: licsync tokens by prefix, anything JWT-shaped with Entra ID. A credential
+        of a tenant that is no longer configured is no credential."""
         now = datetime.now(UTC)  # credentials live in real time, even when the API evaluates ``--now``
+        principal: Principal | None = None
         if raw.startswith(tokens.PREFIX):
-            return self._api_token(session, raw, now)
-        if self.entra is not None and raw.count(".") == 2:
-            return self.entra.verify(raw)  # type: ignore[no-any-return]
-        return None
+            principal = self._api_token(session, raw, now)
+        elif self.entra is not None and raw.count(".") == 2:
+            principal = self.entra.verify(raw)
+        if principal is not None and self.tenants is not None and principal.tenant not in self.tenants:
+            return None
+        return principal
 
     def _api_token(self, session: Session, raw: str, now: datetime) -> Principal | None:
         """``tokens.authenticate``, its successes kept for ``token_ttl`` seconds (keyed by the token's
@@ -174,13 +233,12 @@ class Authenticator:
         return principal
 
     def principal(self, request: Request, session: Session) -> Principal:
-        self.check_blocked(request)
         raw = credential_of(request)
         if raw is None:
             raise unauthorized()
         principal = self.verify(session, raw) if raw else None
         if principal is None:
-            self.limiter.failed(client_ip(request))
+            self.refuse(request)
             raise unauthorized("invalid or revoked token", invalid=True)
         return principal
 
@@ -197,3 +255,29 @@ class Authenticator:
                 self._touched.clear()
             self._touched[token_id] = now
             return True
+
+
+class LoginCodes:
+    """One-time dashboard sign-in codes: ``/ui/login?code=…`` exchanges one for the cookie, once, within
+    ``ttl`` seconds — a link never carries a token (browser history, proxy logs). Kept in this process's
+    memory by their SHA-256; issued by whoever holds the app (``licsync demo`` prints one)."""
+
+    def __init__(self, ttl: float = 300.0, max_codes: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.max_codes, self.clock = ttl, max_codes, clock
+        self._codes: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, raw_token: str) -> str:
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            now = self.clock()
+            self._codes = {k: v for k, v in self._codes.items() if v[0] > now}
+            if len(self._codes) >= self.max_codes:
+                self._codes.pop(next(iter(self._codes)))
+            self._codes[tokens.hash_token(code)] = (now + self.ttl, raw_token)
+        return code
+
+    def redeem(self, code: str) -> str | None:
+        with self._lock:
+            hit = self._codes.pop(tokens.hash_token(code), None)
+        return hit[1] if hit is not None and hit[0] > self.clock() else None

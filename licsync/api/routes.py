@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlmodel import Session
@@ -32,6 +32,7 @@ from licsync.api import queries
 from licsync.api.app import ApiContext
 from licsync.api.auth import ApiError, forbidden
 from licsync.api.csvout import csv_response
+from licsync.api.guards import read_body
 from licsync.api.metrics import CONTENT_TYPE, render_metrics
 from licsync.db import session_scope
 from licsync.errors import InputError
@@ -197,14 +198,39 @@ ACCESS_ROUTE = Route("/api/v1/tenants/{name:licsync_tenant}/access/{user_id}", _
 MAX_STATEMENTS = 10_000
 
 
+STATEMENTS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}}}}
+
+
 @api.post("/tenants/{name}/statements", responses=ERRORS | {
     400: {"model": ErrorBody, "description": "a body that is not JSON, a bad statement, or a tenant whose "
           "subscription does not count first access; nothing was stored"},
-    413: {"model": ErrorBody, "description": f"more than {MAX_STATEMENTS} statements in one request"}},
-          summary="xAPI-style launched/experienced statements (first_access model; platform tokens, tenant admins)")
-def statements(request: Request, body: list[dict[str, Any]] | dict[str, Any] = Body(...),
-               name: str = TenantName) -> Response:
-    """A statement or a list of them; the batch is validated whole and stored whole, or not at all."""
+    413: {"model": ErrorBody, "description": f"more than {MAX_STATEMENTS} statements in one request, or a body "
+          "larger than [api] max_body_statements"}},
+          summary="xAPI-style launched/experienced statements (first_access model; platform tokens, tenant admins)",
+          openapi_extra=STATEMENTS_BODY)
+async def statements(request: Request, name: str = TenantName) -> Response:
+    """A statement or a list of them; the batch is validated whole and stored whole, or not at all.
+
+    The caller is authenticated before a byte of the body is read (an unauthenticated body is never
+    read, let alone parsed); the body is read in chunks under its cap, then parsed off the event loop."""
+    await run_in_threadpool(_may_post, request, name)
+    raw = await read_body(request)
+    return await run_in_threadpool(_store_statements, request, name, raw)
+
+
+def _may_post(request: Request, name: str) -> None:
+    with authorized(request, lambda p: p.may_decide_access(name), readonly=True):
+        pass
+
+
+def _store_statements(request: Request, name: str, raw: bytes) -> Response:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "the body is not JSON") from None
+    if not isinstance(body, list | dict):
+        raise ApiError(400, "the body must be a statement (a JSON object) or a list of them")
     batch = body if isinstance(body, list) else [body]
     if len(batch) > MAX_STATEMENTS:
         raise ApiError(413, f"at most {MAX_STATEMENTS} statements per request")

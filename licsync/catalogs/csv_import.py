@@ -18,10 +18,12 @@ Contract (SPEC §5)::
 * Cells are plain data: a cell starting with ``=``, ``+``, ``-`` or ``@`` is stored as written.
 
 Memory does not grow with the file: it is read once, line by line; each valid row goes straight to
-a staging table (:mod:`licsync.catalogs.staging`) and only the problems and the catalogs and
-courses (a few thousand) stay in Python. Repeated rows are checked in SQL once the file is read,
-and the same writer as every other source (:func:`licsync.catalogs.store.apply_staged`) diffs the
-staged rows against the tenant's, all in the caller's one transaction.
+a staging table (:mod:`licsync.catalogs.staging`) and only the first ``MAX_PROBLEMS`` problems (and
+their count) and the catalogs and courses stay in Python — at most ``[imports] max_catalogs`` and
+``max_courses`` of them: a file naming more is refused as soon as the reader meets one too many.
+Repeated rows are checked in SQL once the file is read, and the same writer as every other source
+(:func:`licsync.catalogs.store.apply_staged`) diffs the staged rows against the tenant's, all in the
+caller's one transaction.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from licsync.catalogs.records import (
 )
 from licsync.catalogs.staging import Staging, staging
 from licsync.catalogs.store import Known, apply_staged
+from licsync.config import ImportsConfig
 from licsync.csvfiles import check_header, decode_lines, show
 from licsync.db import BULK_ROWS
 from licsync.db.bulk import bulk_mode
@@ -132,6 +135,25 @@ class ImportResult:
 
 BLOCK = 256 * 1024  # bytes read at a time (then up to the end of the line); StringIO holds 4 bytes a character
 MAX_DATES = 100_000  # distinct date texts remembered while reading
+MAX_PROBLEMS = 50  # problems kept to show (the CLI prints them); the rest are counted
+
+
+class Problems(list):  # type: ignore[type-arg]
+    """A list that keeps its first ``MAX_PROBLEMS`` items and counts the others (``total``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def append(self, item: Any) -> None:
+        self.total += 1
+        if len(self) < MAX_PROBLEMS:
+            super().append(item)
+
+    def __iadd__(self, items: Any) -> Problems:  # type: ignore[override,misc]
+        for item in items:
+            self.append(item)
+        return self
 
 
 def _header(record: list[str]) -> dict[str, int]:
@@ -181,13 +203,18 @@ class Reading:
 
     catalogs: dict[str, tuple[str, int]] = field(default_factory=dict)  # id: (name, first line)
     courses: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)  # id: (catalog, title, status, line)
-    decode_problems: list[str] = field(default_factory=list)  # reported first, as the file's encoding comes first
-    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, sentence)
+    decode_problems: Problems = field(default_factory=Problems)  # reported first, as the file's encoding comes first
+    problems: Problems = field(default_factory=Problems)  # (line, sentence), the first MAX_PROBLEMS of them
     rows: int = 0
     has_nul: bool = False
+    limits: ImportsConfig = field(default_factory=ImportsConfig)
+
+    def problem_count(self) -> int:
+        return self.decode_problems.total + self.problems.total
 
     def all_problems(self) -> list[str]:
-        return self.decode_problems + [text for _, text in sorted(self.problems, key=lambda p: p[0])]
+        shown = self.decode_problems + [text for _, text in sorted(self.problems, key=lambda p: p[0])]
+        return shown[:MAX_PROBLEMS]
 
     def head(self) -> CatalogSnapshot:
         """The file's catalogs and courses; its enrollments and learner lists are staged."""
@@ -221,14 +248,14 @@ def _lines(fh: BinaryIO, reading: Reading) -> Iterator[str]:
         yield from io.StringIO(text, newline="")
 
 
-def read_enrollments(fh: BinaryIO, st: Staging) -> Reading:
+def read_enrollments(fh: BinaryIO, st: Staging, limits: ImportsConfig | None = None) -> Reading:
     """Validate a whole file in one pass, staging its valid rows; returns what the pass found.
 
     Raises InputError at once only for what makes the rest unreadable (encoding, header); every
     other problem is collected. The caller refuses the file if ``Reading.problems`` is not empty
     once the staged rows were checked for conflicting repeats (:meth:`Staging.conflicting_duplicates`).
     """
-    reading = Reading()
+    reading = Reading(limits=limits or ImportsConfig())
     reader = csv.reader(_lines(fh, reading), strict=True)
     try:
         first = next(reader, None)
@@ -286,6 +313,12 @@ def _valid_rows(reader: Any, col: dict[str, int], width: int, reading: Reading) 
             and not (reading.has_nul and any("\x00" in c for c in cells))
         )
         why = [] if good else _cell_problems(cells, dates)
+        if cat and cat not in catalogs and len(catalogs) >= reading.limits.max_catalogs:
+            raise InputError(f"line {line}: the file names more than {reading.limits.max_catalogs} catalogs "
+                             "([imports] max_catalogs); nothing was imported")
+        if course and course not in courses and len(courses) >= reading.limits.max_courses:
+            raise InputError(f"line {line}: the file names more than {reading.limits.max_courses} courses "
+                             "([imports] max_courses); nothing was imported")
         if cat:
             seen_cat = catalogs.setdefault(cat, (cat_name, line))
             if seen_cat[0] != cat_name:
@@ -307,16 +340,15 @@ def _valid_rows(reader: Any, col: dict[str, int], width: int, reading: Reading) 
         yield (line, course, user, role, enrolled, expires, upn or None)
 
 
-def _repeats(st: Staging) -> list[tuple[int, str]]:
-    """A user given twice the same role in a course must be given the same dates and UPN (exact repeats are fine)."""
-    return [
-        (
+def _repeats(st: Staging) -> Iterator[tuple[int, str]]:
+    """A user given twice the same role in a course must be given the same dates and UPN (exact repeats are fine).
+    Yielded one by one: the caller keeps the first few and counts the rest."""
+    for line, course, user, role, first in st.conflicting_duplicates():
+        yield (
             line,
             f"line {line}: user {show(user)} is given again as {role} of course {show(course)} "
             f"with other dates or user_principal_name than on line {first}",
         )
-        for line, course, user, role, first in st.conflicting_duplicates()
-    ]
 
 
 def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> list[str]:
@@ -348,15 +380,17 @@ def _foreign_catalogs(session: Session, tenant: str, snap: CatalogSnapshot) -> l
 # --------------------------------------------------------------------------- import
 
 
-def read_file(session: Session, tenant: str, path: Path, *, replace: bool, now: datetime) -> ImportResult:
+def read_file(session: Session, tenant: str, path: Path, *, replace: bool, now: datetime,
+              limits: ImportsConfig | None = None) -> ImportResult:
     """Validate ``path`` whole and write its catalog facts in the caller's transaction; the affected
-    users are ``result.applied.affected`` (``licsync.service.import_enrollments`` re-plans them)."""
+    users are ``result.applied.affected`` (``licsync.service.import_enrollments`` re-plans them).
+    ``limits``: ``[imports]`` caps on catalogs and courses per file."""
     try:
         fh = Path(path).open("rb")  # noqa: SIM115 - closed by the ``with`` below; an open error is the user's
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     with fh, bulk_mode(session):
-        rows, applied = apply_file(session, tenant, Path(path), fh, replace=replace, now=now)
+        rows, applied = apply_file(session, tenant, Path(path), fh, replace=replace, now=now, limits=limits)
     result = ImportResult(tenant=tenant, file=Path(path).name, replace=replace, rows=rows, applied=applied)
     if result.applied.rows_written >= BULK_ROWS:
         refresh_planner_stats(session)  # the re-plan that follows joins the tables just filled
@@ -372,19 +406,21 @@ def audit(session: Session, result: ImportResult, now: datetime, actor: str) -> 
 
 
 def apply_file(
-    session: Session, tenant: str, path: Path, fh: BinaryIO, *, replace: bool, now: datetime
+    session: Session, tenant: str, path: Path, fh: BinaryIO, *, replace: bool, now: datetime,
+    limits: ImportsConfig | None = None,
 ) -> tuple[int, Applied]:
     """Validate a file whole and write its catalog facts (no re-plan); returns its row count and the changes."""
     with staging(session) as st:
         try:
-            reading = read_enrollments(fh, st)
+            reading = read_enrollments(fh, st, limits)
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None
         st.index()
         reading.problems += _repeats(st)
-        if reading.decode_problems or reading.problems:
-            problems = reading.all_problems()
-            raise InputError(f"{len(problems)} problem(s) in the file; nothing was imported", problems)
+        if reading.problems.total or reading.decode_problems.total:
+            problems, count = reading.all_problems(), reading.problem_count()
+            shown = f" (the first {len(problems)} below)" if count > len(problems) else ""
+            raise InputError(f"{count} problem(s) in the file{shown}; nothing was imported", problems)
         if replace and reading.rows == 0:
             raise InputError(
                 f"{path} has no rows: with --replace it would remove every enrollment of tenant {tenant}; refused"

@@ -14,6 +14,7 @@ import typer
 from sqlalchemy.engine import Engine
 
 from licsync import log
+from licsync.cli.escape import printable
 from licsync.config import Settings, load_settings
 from licsync.errors import EXIT_FAILURE, EXIT_USAGE, LicsyncError
 
@@ -113,10 +114,6 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     raise SystemExit(code)
 
 
-def printable(text: str) -> str:
-    """``text`` on one line: control characters that came from input (a line break or a terminal
-    escape in a key name, a cell, a file name) are shown escaped, never interpreted."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _help_label(param: Any, ctx: Any) -> str:

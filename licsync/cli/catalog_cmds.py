@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.escape import echo
 from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 
 import_app = typer.Typer(name="import", help="Import facts from files (enrollments, …).", no_args_is_help=True)
@@ -79,7 +80,7 @@ def import_activations_cmd(
     if as_json:
         emit_json(result.summary())
     else:
-        typer.echo(result.line())
+        echo(result.line())
 
 
 @catalog_app.command("remove-learner")
@@ -104,4 +105,4 @@ def remove_learner_cmd(
     if as_json:
         emit_json(result.summary())
     else:
-        typer.echo(result.line())
+        echo(result.line())

@@ -8,7 +8,6 @@ its arguments and calls ``licsync.seat_models``; nothing else.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ import typer
 
 from licsync.cli.app import app, ctx_of, emit_json
 from licsync.cli.catalog_cmds import import_app
+from licsync.cli.escape import clean, echo, write_text
 from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import InputError
 
@@ -45,7 +45,7 @@ def _out(result: Any, as_json: bool) -> None:
     if as_json:
         emit_json(result.summary())
     else:
-        typer.echo(result.line())
+        echo(result.line())
 
 
 # --------------------------------------------------------------------------- imports
@@ -87,9 +87,9 @@ def import_roles_cmd(
     if as_json:
         emit_json(result.summary())
         return
-    typer.echo(result.line())
+    echo(result.line())
     for d in result.plan.refused:
-        typer.echo(f"refused: {d.sentence} ({d.reason})")
+        echo(f"refused: {d.sentence} ({d.reason})")
 
 
 @import_app.command("orgs")
@@ -130,8 +130,8 @@ def import_users_cmd(
         return
     if not sync:
         for u in result.deleted[:50]:
-            typer.echo(f"would delete: {u}")
-    typer.echo(result.line())
+            echo(f"would delete: {u}")
+    echo(result.line())
 
 
 # --------------------------------------------------------------------------- reports
@@ -149,12 +149,13 @@ def report_consumption(ctx: typer.Context, tenant: TenantOpt, as_csv: CsvOpt = F
         rows = access_store.consumption_report(s, tenant)
         figures = access_store.figures(s, tenant, c.now())
     if as_csv:
-        sys.stdout.write(to_csv((*REPORT_COLUMNS, "duplicate_of"), rows))  # type: ignore[arg-type]
+        write_text(to_csv((*REPORT_COLUMNS, "duplicate_of"), rows))  # type: ignore[arg-type]
     elif as_json:
         emit_json({"tenant": tenant, **figures, "learners": rows})
     else:
         from rich.console import Console
 
+        figures = clean(figures, markup=True)
         p = figures["period"]
         colour = "red" if figures["available"] < 0 else "green"
         Console().print(f"{tenant} — license period {p['starts_at']} → {p['ends_at']} ({p['days_remaining']} days "
@@ -165,10 +166,10 @@ def report_consumption(ctx: typer.Context, tenant: TenantOpt, as_csv: CsvOpt = F
                         f"{figures['candidate_duplicates']}", highlight=False)
         for r in rows[:50]:
             dup = f"  (duplicate of {r['duplicate_of']})" if r["duplicate_of"] else ""
-            typer.echo(f"{r['activity_id']}  {r['first_name']} {r['last_name']}  {r['first_content']}  "
+            echo(f"{r['activity_id']}  {r['first_name']} {r['last_name']}  {r['first_content']}  "
                        f"{r['first_access_at']}{dup}")
         if len(rows) > 50:
-            typer.echo(f"… and {len(rows) - 50} more (--csv for all)")
+            echo(f"… and {len(rows) - 50} more (--csv for all)")
 
 
 @report_app.command("pools")
@@ -197,14 +198,14 @@ def report_pools(
 
     t = Table("pool", "total", "assigned", "available", "usage %", "inactive")
     for p in report["pools"]:
-        t.add_row(p["pool"], str(p["total"]), str(p["assigned"]), str(p["available"]),
+        t.add_row(clean(p["pool"], markup=True), str(p["total"]), str(p["assigned"]), str(p["available"]),
                   "-" if p["usage_pct"] is None else f"{p['usage_pct']}",
                   "unknown" if p["inactive"] is None else str(p["inactive"]))
     Console().print(t)
     if report["inactive"] is None:
-        typer.echo("inactive assignments: unknown until sign-ins are read (--refresh-sign-ins)")
+        echo("inactive assignments: unknown until sign-ins are read (--refresh-sign-ins)")
     for x in (report["inactive"] or [])[:50]:
-        typer.echo(f"inactive: {x['user_id']} ({x['pool']}), last sign-in {x['last_sign_in_at'] or 'never'}")
+        echo(f"inactive: {x['user_id']} ({x['pool']}), last sign-in {x['last_sign_in_at'] or 'never'}")
 
 
 @report_app.command("orgs")
@@ -218,13 +219,13 @@ def report_orgs(ctx: typer.Context, tenant: TenantOpt, as_csv: CsvOpt = False, a
     with scope as s:
         rows = org_store.org_report(s, tenant, c.now())
     if as_csv:
-        sys.stdout.write(to_csv(REPORT_COLUMNS, [r.as_dict() for r in rows]))
+        write_text(to_csv(REPORT_COLUMNS, [r.as_dict() for r in rows]))
     elif as_json:
         emit_json([r.as_dict() for r in rows])
     else:
         for r in rows:
             pct = "-" if r.percentage_used is None else f"{r.percentage_used}%"
-            typer.echo(f"{'  ' * r.depth}{r.name}: limit {r.user_limit}, used {r.used}, remaining {r.remaining}, {pct}")
+            echo(f"{'  ' * r.depth}{r.name}: limit {r.user_limit}, used {r.used}, remaining {r.remaining}, {pct}")
 
 
 @report_app.command("users")
@@ -236,7 +237,7 @@ def report_users(ctx: typer.Context, tenant: TenantOpt) -> None:
     _c, scope = _session(ctx, tenant)
     with scope as s:
         users = platform_users(s, tenant)
-    sys.stdout.write(to_csv(USERS_HEADER, [[u, upn] for u, upn in users]))
+    write_text(to_csv(USERS_HEADER, [[u, upn] for u, upn in users]))
 
 
 @report_app.command("model")
@@ -251,19 +252,19 @@ def report_model(ctx: typer.Context, tenant: TenantOpt, as_json: JsonOpt = False
     if as_json:
         emit_json(block)
         return
-    typer.echo(f"{tenant}: seat model {block['model']}")
+    echo(f"{tenant}: seat model {block['model']}")
     for key, value in block.items():
         if key == "model":
             continue
         if isinstance(value, dict):
             inner = ", ".join(f"{k} {v}" for k, v in value.items() if v not in (None, [], {}) and k != "history")
-            typer.echo(f"  {key}: {inner}")
+            echo(f"  {key}: {inner}")
         elif isinstance(value, list):
-            typer.echo(f"  {key}: {len(value)}")
+            echo(f"  {key}: {len(value)}")
             for item in value[:50]:
-                typer.echo("    " + ", ".join(f"{k} {v}" for k, v in item.items()))
+                echo("    " + ", ".join(f"{k} {v}" for k, v in item.items()))
         else:
-            typer.echo(f"  {key}: {value}")
+            echo(f"  {key}: {value}")
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -290,10 +291,10 @@ def duplicates_list(
         emit_json(rows)
         return
     if not rows:
-        typer.echo("no candidate duplicates")
+        echo("no candidate duplicates")
     for d in rows:
         a, b = d["a"], d["b"]
-        typer.echo(f"{d['id']}  [{d['status']}] {a['activity_id']} ({a['first_name']} {a['last_name']}, "
+        echo(f"{d['id']}  [{d['status']}] {a['activity_id']} ({a['first_name']} {a['last_name']}, "
                    f"{a['email'] or '-'}) ~ {b['activity_id']} ({b['first_name']} {b['last_name']}, "
                    f"{b['email'] or '-'}): same {' and '.join(d['matched_on'])}")
 
@@ -307,7 +308,7 @@ def _decide(ctx: typer.Context, candidate_id: str, decision: str, as_json: bool)
     if as_json:
         emit_json(out)
     else:
-        typer.echo(f"{out['id']}: {out['activity_a']} ~ {out['activity_b']} {out['status']} "
+        echo(f"{out['id']}: {out['activity_a']} ~ {out['activity_b']} {out['status']} "
                    f"(was {out['previous']}); nothing was merged")
 
 

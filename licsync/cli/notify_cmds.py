@@ -10,6 +10,7 @@ import typer
 
 from licsync import db
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.escape import echo
 from licsync.errors import EXIT_FAILURE, EXIT_TEMPFAIL
 
 if TYPE_CHECKING:
@@ -48,10 +49,10 @@ def list_cmd(
         emit_json(rows)
         return
     if not rows:
-        typer.echo("no notifications")
+        echo("no notifications")
     for r in rows:
         error = f"  ({r['last_error']})" if r["last_error"] and r["status"] != "sent" else ""
-        typer.echo(f"{r['id']}  {r['status']:<8} {r['tenant'] or '-'}  {r['event']}  {r['recipient']}  "
+        echo(f"{r['id']}  {r['status']:<8} {r['tenant'] or '-'}  {r['event']}  {r['recipient']}  "
                    f"attempts {r['attempts']}  created {r['created_at']:%Y-%m-%d %H:%M}{error}")
 
 
@@ -63,7 +64,7 @@ def retry_cmd(ctx: typer.Context, message_id: Annotated[int, typer.Argument(meta
     c = ctx_of(ctx)
     with db.session_scope(c.engine()) as s:
         row = retry(s, message_id, c.now())
-    typer.echo(f"notification {row['id']} ({row['event']} to {row['recipient']}) is pending again")
+    echo(f"notification {row['id']} ({row['event']} to {row['recipient']}) is pending again")
 
 
 @notifications_app.command("drain")
@@ -84,7 +85,7 @@ def drain_cmd(
                    "failed": result.failed, "stopped": result.stopped,
                    "deliveries": [asdict(d) for d in result.deliveries]})
     else:
-        typer.echo(result.line())
+        echo(result.line())
     _exit_for(result)
 
 
@@ -104,8 +105,8 @@ def test_cmd(ctx: typer.Context, tenant: Annotated[str, typer.Option("--tenant",
     done = {d.id for d in result.deliveries}
     for d in result.deliveries:
         note = f": {d.error}" if d.error and d.status != "sent" else ""
-        typer.echo(f"{d.recipient}: {d.status}{note} (notification {d.id})")
+        echo(f"{d.recipient}: {d.status}{note} (notification {d.id})")
     for i in ids:
         if i not in done:
-            typer.echo(f"notification {i}: still pending (the transport stopped first)")
+            echo(f"notification {i}: still pending (the transport stopped first)")
     _exit_for(result)

@@ -85,7 +85,28 @@ DESCRIPTIONS = {
     "notifications.graph_tenant": "`graph` transport: the tenant whose app sends (default: the first).",
     "notifications.graph_rate_per_minute": "`graph` transport: messages per minute at most.",
     "notifications.max_attempts": "Attempts before a message is marked failed.",
-    "api.listen": "`HOST:PORT`; keep it on loopback or behind a reverse proxy (`/metrics` needs no token).",
+    "api.listen": "`HOST:PORT`; keep it on loopback or behind a reverse proxy.",
+    "api.trusted_proxies": "Addresses or networks whose forwarding headers (`X-Forwarded-For`, `Forwarded`) are "
+    "believed; none by default.",
+    "api.public_url": "The URL users reach the dashboard at: redirects point there and other `Host` headers are "
+    "refused (400). Unset: relative redirects.",
+    "api.metrics_token": "A bearer token of its own for `/metrics` (`env:`/`file:` reference). Unset: `/metrics` is "
+    "open but names no tenant unless `metrics_tenant_labels = \"name\"`.",
+    "api.metrics_tenant_labels": "`auto` (names with a metrics token, `t1`, `t2`… without), `name` or `index`.",
+    "api.max_body_statements": "Largest body of `POST …/statements` (sizes: `8MiB`, `512KiB`, bytes).",
+    "api.max_body_form": "Largest body of the dashboard's sign-in and sign-out forms.",
+    "api.max_body_other": "Largest body of any other request.",
+    "api.max_header_bytes": "Request line and headers together; beyond, 431 and the connection is closed.",
+    "api.header_timeout": "Time to send the request line and headers; then the connection is closed.",
+    "api.keepalive_timeout": "An idle keep-alive connection is closed after this.",
+    "api.body_timeout": "Time to send a whole body once the headers are in.",
+    "api.max_connections": "Concurrent connections; beyond, the oldest half-open or idle one is closed, else 503. "
+    "Keep it below `ulimit -n`.",
+    "api.failed_auth_limit": "Failed credentials per client address within `failed_auth_window` before 429 (a valid "
+    "credential is never refused).",
+    "api.failed_auth_window": "The window of `failed_auth_limit`.",
+    "imports.max_catalogs": "Catalogs in one enrollment file; beyond, the file is refused whole.",
+    "imports.max_courses": "Courses in one enrollment file; beyond, the file is refused whole.",
     "schedule.sync_interval": "A delta cycle per tenant this often.",
     "schedule.full_resync_interval": "A full resync per tenant this often.",
     "roles": "Role name → the pools it may draw seats from (`role` model).",

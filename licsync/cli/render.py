@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from licsync.cli.escape import clean
 
 
 def usage_colour(consumed: int, purchased: int) -> str:
@@ -17,14 +18,17 @@ def usage_colour(consumed: int, purchased: int) -> str:
 
 
 def print_status(data: dict[str, Any], catalog_only: bool = False) -> None:
-    console = Console()
+    """The status read model for a person. Every stored string (a catalog's name comes from a CSV) is
+    made printable and its rich markup escaped first (:func:`licsync.cli.escape.clean`)."""
+    console = Console(highlight=False)
+    data = clean(data, markup=True)
     if catalog_only:
         console.print(f"catalog {data['id']} ({data['name']}): {data['consumed']} seat holders enrolled")
         return
     sub = data["subscription"]
     colour = usage_colour(data["consumed"], data["purchased"])
     valid = f", valid {sub['starts_at']} → {sub['ends_at']} (expires)" if sub["id"] else ""
-    console.print(escape(f"{data['tenant']} — subscription {sub['id'] or '(none)'} [{sub['state']}]{valid}"))
+    console.print(f"{data['tenant']} — subscription {sub['id'] or '(none)'} \\[{sub['state']}]{valid}")
     console.print(
         f"purchased {data['purchased']}  consumed [{colour}]{data['consumed']}[/{colour}]  "
         f"available {data['available']}  overage {data['overage']}"

@@ -12,6 +12,7 @@ import typer
 
 from licsync import db, status
 from licsync.cli.app import app, ctx_of, emit_json
+from licsync.cli.escape import echo
 from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import NotFound, TransientError
 
@@ -70,11 +71,11 @@ def sync(
         return
     if dry_run:
         for row in changes_as_rows(result)[:200]:  # in the words of the tenant's seat model
-            typer.echo(f"would: {row['sentence']}")
+            echo(f"would: {row['sentence']}")
         if len(result.plan.changes()) > 200:
             typer.echo(f"… and {len(result.plan.changes()) - 200} more changes")
         if result.hold_reason:
-            typer.echo(f"a real run would hold the frees for approval: {result.hold_reason}")
+            echo(f"a real run would hold the frees for approval: {result.hold_reason}")
     typer.echo(result.line())
 
 
@@ -118,11 +119,11 @@ def explain(ctx: typer.Context, tenant: TenantOpt, user_id: str, as_json: JsonOp
     lic = "licensed" if data["licensed"] else "NOT licensed"
     since = f" since {data['since']}" if data.get("since") else ""
     who = data["user_id"] if data["user_id"] == user_id else f"{user_id} ({data['user_id']})"
-    typer.echo(f"{who}: {seat}{since}; {lic} ({data['reason']}) — {data['sentence']}")
+    echo(f"{who}: {seat}{since}; {lic} ({data['reason']}) — {data['sentence']}")
     rule_since = f" since {data['seat_reason_since']}" if data.get("seat_reason_since") else ""
-    typer.echo(f"  seat rule ({data['model']}): {data['seat_reason']}{rule_since} — {data['seat_sentence']}")
+    echo(f"  seat rule ({data['model']}): {data['seat_reason']}{rule_since} — {data['seat_sentence']}")
     if data.get("freed_at"):
-        typer.echo(f"  last seat freed {data['freed_at']} ({data.get('freed_reason')})")
+        echo(f"  last seat freed {data['freed_at']} ({data.get('freed_reason')})")
 
 
 @app.command("holds")
@@ -143,7 +144,7 @@ def holds_cmd(
     if not rows:
         typer.echo("no held mass frees")
     for r in rows:
-        typer.echo(f"{r['id']}  {r['tenant']}  {r['created_at']}  frees {r['frees']}: {r['reason']}")
+        echo(f"{r['id']}  {r['tenant']}  {r['created_at']}  frees {r['frees']}: {r['reason']}")
 
 
 @app.command()

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from licsync import log
 from licsync.cli.app import Context, app, ctx_of, emit_json
+from licsync.cli.escape import echo
 
 token_app = typer.Typer(help="API tokens for the HTTP API and dashboard.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -153,15 +154,30 @@ def token_create(
         list[str] | None, typer.Option("--catalog", help="A catalog id (catalog-admin; repeat for several).")
     ] = None,
     label: Annotated[str | None, typer.Option("--label", help="Who or what the token is for.")] = None,
+    expires: Annotated[str | None, typer.Option(
+        "--expires", help="Refuse the token after this long, e.g. 90d, 12h (default: until revoked).")] = None,
 ) -> None:
     """Create an API token and print it (only it) on stdout: it is shown this once."""
+    from datetime import UTC, datetime
+
     from licsync import tokens
+    from licsync.config import parse_duration
     from licsync.db import session_scope
+    from licsync.errors import InputError
 
     c = ctx_of(ctx)
     c.settings.get_tenant(tenant)  # an unknown tenant is a typo, not a new tenant
+    expires_at = None
+    if expires is not None:
+        try:
+            lifetime = parse_duration(expires)
+            expires_at = datetime.now(UTC) + lifetime  # credentials live in real time, whatever --now says
+        except (ValueError, OverflowError) as exc:
+            raise InputError(f"--expires: {exc}") from None
+        if lifetime.total_seconds() <= 0:
+            raise InputError("--expires must be a positive duration, e.g. 90d")
     with session_scope(c.engine()) as s:
-        raw = tokens.create_token(s, tenant, role, list(catalog or []), c.now(), label=label)
+        raw = tokens.create_token(s, tenant, role, list(catalog or []), c.now(), label=label, expires_at=expires_at)
     sys.stdout.write(raw + "\n")
 
 
@@ -172,7 +188,9 @@ def token_list(
     revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked tokens.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List tokens (ids, roles, catalogs, labels; never the secrets)."""
+    """List tokens (ids, roles, catalogs, labels, expiry; never the secrets)."""
+    from datetime import UTC, datetime
+
     from sqlmodel import Session
 
     from licsync import tokens
@@ -183,12 +201,15 @@ def token_list(
         emit_json(rows)
         return
     if not rows:
-        typer.echo("no tokens")
+        echo("no tokens")
         return
     for r in rows:
         cats = f" catalogs={','.join(r['catalogs'])}" if r["catalogs"] else ""
         state = f" REVOKED {r['revoked_at']}" if r["revoked_at"] else ""
-        typer.echo(f"{r['id']}  {r['tenant']}  {r['role']}{cats}  created {r['created_at']}"
+        if not state and r["expires_at"]:
+            expired = datetime.fromisoformat(r["expires_at"].replace("Z", "+00:00")) <= datetime.now(UTC)
+            state = f" {'EXPIRED' if expired else 'expires'} {r['expires_at']}"
+        echo(f"{r['id']}  {r['tenant']}  {r['role']}{cats}  created {r['created_at']}"
                    f"  last used {r['last_used_at'] or 'never'}  {r['label'] or ''}{state}".rstrip())
 
 
@@ -206,4 +227,4 @@ def token_revoke(
     with session_scope(c.engine()) as s:
         if not tokens.revoke(s, tid, c.now()):
             raise NotFound(f"no active token with id {tid!r}")
-    typer.echo(f"token {tid} revoked")
+    echo(f"token {tid} revoked")

@@ -10,6 +10,7 @@ import typer
 
 from licsync import db
 from licsync.cli.app import app, ctx_of
+from licsync.cli.escape import echo
 from licsync.cli.writes import NoSendOpt, actor, send_queued, writing_engine
 from licsync.errors import InputError
 
@@ -102,4 +103,4 @@ def activate(
     with db.session_scope(writing_engine(c)) as s:
         result = activate_key(s, settings, tenant, text, now, actor=actor())
     send_queued(c, no_send=no_send)
-    typer.echo(result.sentence)
+    echo(result.sentence)

@@ -365,6 +365,7 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
     last_used_at: datetime | None = _ts()
     label: str | None = Field(default=None, max_length=256)
+    expires_at: datetime | None = _ts()  # None: never expires (`licsync token create --expires 90d`)
 
 
 class Heartbeat(SQLModel, table=True):

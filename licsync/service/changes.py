@@ -40,7 +40,7 @@ def _outcome(result: Any, step: reseat.Step) -> None:
 def import_enrollments(session: Session, settings: Settings, tenant: str, path: Path, *, replace: bool,
                        now: datetime, actor: str = "cli") -> ImportResult:
     """Validate ``path`` whole, apply it, re-plan the affected users, audit."""
-    result = csv_import.read_file(session, tenant, path, replace=replace, now=now)
+    result = csv_import.read_file(session, tenant, path, replace=replace, now=now, limits=settings.imports)
     if result.applied.affected:
         _outcome(result, reseat.reseat(session, settings, tenant, result.applied.affected, now, actor=actor))
     csv_import.audit(session, result, now, actor)

@@ -31,7 +31,7 @@ def test_metrics_after_a_cycle(tmp_path: Path, graph_env: GraphEnv) -> None:
     settings = Settings.model_validate({
         "database": {"url": f"sqlite:///{tmp_path}/t.db"},
         "tenant": [graph_env.server.tenant_config("contoso", tenant=graph_env.tenant, max_retries=4)],
-        "api": {"replica": "replica-a"}})
+        "api": {"replica": "replica-a", "metrics_tenant_labels": "name"}})
     engine = db.get_engine(settings.database.url)
     db.upgrade(engine)
     graph_env.tenant.throttle_next(1, retry_after=0)  # one 429, retried at once

@@ -3,37 +3,50 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tests.api.conftest import Env, bearer
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def csrf_of(c: Any) -> str:
+    """Open the sign-in form as a browser would: its CSRF cookie, repeated in the form."""
+    r = c.get("/ui/login")
+    m = re.search(r'name="csrf" value="([^"]+)"', r.text)
+    assert m and c.cookies.get("licsync_csrf") == m.group(1)
+    return m.group(1)
 
 
 def test_login_sets_a_strict_httponly_cookie(fresh: Env) -> None:
     c = fresh.make_client()
-    r = c.post("/ui/login", content=f"token={fresh.tokens['cat_a']}",
-               headers={"Content-Type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+    csrf = csrf_of(c)
+    r = c.post("/ui/login", content=f"token={fresh.tokens['cat_a']}&csrf={csrf}", headers=FORM,
+               follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/tenants/contoso"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     page = c.get("/ui/tenants/contoso")
     assert page.status_code == 200 and "Sales Academy" in page.text
-    assert c.get("/ui/logout", follow_redirects=False).status_code == 303
+    assert f'name="csrf" value="{csrf}"' in page.text and 'action="/ui/logout"' in page.text
+    assert c.post("/ui/logout", content=f"csrf={csrf}", headers=FORM, follow_redirects=False).status_code == 303
     c.cookies.clear()
     assert c.get("/ui/tenants/contoso").status_code == 401
 
 
-def test_login_by_query_redirects_without_the_token(fresh: Env) -> None:
+def test_login_by_query_token_no_longer_signs_in(fresh: Env) -> None:
     c = fresh.make_client()
     r = c.get(f"/ui/login?token={fresh.tokens['admin']}", follow_redirects=False)
-    assert r.status_code == 303 and "token" not in r.headers["location"]
+    assert r.status_code == 200 and "licsync_token" not in r.headers.get("set-cookie", "")
 
 
 def test_login_refuses_bad_and_platform_tokens(fresh: Env) -> None:
     c = fresh.make_client()
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-    bad = c.post("/ui/login", content="token=lsy_nope", headers=form)
-    assert bad.status_code == 401 and "set-cookie" not in bad.headers and "invalid" in bad.text
-    plat = c.post("/ui/login", content=f"token={fresh.tokens['platform']}", headers=form)
-    assert plat.status_code == 403 and "set-cookie" not in plat.headers
+    csrf = csrf_of(c)
+    bad = c.post("/ui/login", content=f"token=lsy_nope&csrf={csrf}", headers=FORM)
+    assert bad.status_code == 401 and "licsync_token" not in bad.headers.get("set-cookie", "") and "invalid" in bad.text
+    plat = c.post("/ui/login", content=f"token={fresh.tokens['platform']}&csrf={csrf}", headers=FORM)
+    assert plat.status_code == 403 and "licsync_token" not in plat.headers.get("set-cookie", "")
 
 
 def test_unauthenticated_page_shows_the_login_form(shared: Env) -> None:

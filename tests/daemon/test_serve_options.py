@@ -63,8 +63,14 @@ def test_loop_choices() -> None:
 
 
 def test_http_choices() -> None:
-    for http in ("auto", "h11"):
-        assert daemon._server(object(), http).config.http == http
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from licsync.api.connections import Guard
+
+    for http, base in (("auto", HttpToolsProtocol), ("h11", H11Protocol), ("httptools", HttpToolsProtocol)):
+        cls = daemon._server(object(), http).config.http  # uvicorn's protocol, inside the connection guard
+        assert issubclass(cls, Guard) and issubclass(cls, base), (http, cls.__mro__)
     with pytest.raises(ConfigError, match="--http"):
         daemon._server(object(), "h2")
 

@@ -201,7 +201,8 @@ def metrics(settings: Settings, engine: Engine) -> dict[str, float]:
         warnings.simplefilter("ignore")  # starlette.testclient's httpx2 notice
         from starlette.testclient import TestClient
 
-    with TestClient(create_app(settings, engine)) as client:
+    named = settings.model_copy(update={"api": settings.api.model_copy(update={"metrics_tenant_labels": "name"})})
+    with TestClient(create_app(named, engine)) as client:  # tenant labels by name (default: t1, t2…)
         r = client.get("/metrics")
     assert r.status_code == 200, r.text
     return parse_metrics(r.text)

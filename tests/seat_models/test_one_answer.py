@@ -34,7 +34,7 @@ NOW = "2026-03-02T12:00:00Z"
 @pytest.fixture
 def cli(tmp_path: Path, graph_env: Any, capsys: pytest.CaptureFixture[str], db_url: str) -> Cli:
     """The seat-model CLI fixture, on SQLite and on PostgreSQL."""
-    return Cli(tmp_path, graph_env, capsys, database={"url": db_url},
+    return Cli(tmp_path, graph_env, capsys, database={"url": db_url}, api={"metrics_tenant_labels": "name"},
                roles={"teacher": ["elearn"], "observer": ["weclimb"], "leader": ["combined"]})
 
 

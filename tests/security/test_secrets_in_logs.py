@@ -161,8 +161,13 @@ def _api_calls(settings: Settings, engine: Any, raw: list[str]) -> str:
                 for auth in (f"Bearer {tok}", f"Bearer {tok[:21]}{'Z' * 43}", f"Basic {tok}"):
                     r = client.get(path, headers={"Authorization": auth})
                     seen.append(f"{r.status_code} {r.headers} {r.text}")
-            r = client.get(f"/ui/login?token={tok}", follow_redirects=False)
+            csrf = client.get("/ui/login").cookies.get("licsync_csrf") or client.cookies.get("licsync_csrf")
+            r = client.post("/ui/login", content=f"token={tok}&csrf={csrf}", follow_redirects=False,
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
             seen.append(f"{r.status_code} {r.headers.get('location')}")
+            code = client.app.state.ctx.login_codes.issue(tok)  # type: ignore[attr-defined]
+            r = client.get(f"/ui/login?code={code}", follow_redirects=False)  # the one-time sign-in link
+            seen.append(f"{r.status_code} {r.headers.get('location')} {r.text}")
             client.cookies.clear()
     body = "\n".join(seen)
     for tok in raw:  # a response may carry the cookie the caller set, never the token in a body or a location
