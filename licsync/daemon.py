@@ -27,20 +27,26 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import uvicorn
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from licsync import reseat
+from licsync.api import create_app
+from licsync.api.connections import protocol_class, raise_open_files_limit
 from licsync.config import ApiConfig, Settings
 from licsync.db import session_scope
 from licsync.db.models import Heartbeat
 from licsync.errors import ConfigError, truncate
 from licsync.health import HEARTBEAT_EVERY, LEASE_PREFIX, STALE_AFTER, instance_alive
 from licsync.log import get_logger
+from licsync.notify.factory import build_transport
+from licsync.notify.outbox import drain
 from licsync.retention import daily_purge
 from licsync.scheduler import Jobs, SyncScheduler, in_thread
+from licsync.service import sync_once
 
 SHUTDOWN_TIMEOUT = 25.0  # under Kubernetes' default 30 s termination grace period
 
@@ -226,14 +232,11 @@ def evaluate_grace(engine: Engine, settings: Settings, tenant: str, now: datetim
 
 def drain_outbox(engine: Engine, settings: Settings, now: datetime) -> Any:
     """Send what the outbox holds (runs in a worker thread, so it gets an event loop of its own)."""
-    from licsync.notify.factory import build_transport
-    from licsync.notify.outbox import drain
 
     return asyncio.run(drain(engine, settings, build_transport(settings, engine=engine), now, limit=100))
 
 
 def default_jobs() -> Jobs:
-    from licsync.service import sync_once
 
     return Jobs(cycle=sync_once, grace=evaluate_grace, drain=drain_outbox, purge=daily_purge)
 
@@ -273,7 +276,7 @@ def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] 
     if loop == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # noqa: PLC0415 - an optional accelerator, probed
     except ImportError:
         if loop == "uvloop":
             raise ConfigError("--loop uvloop: the uvloop package is not installed") from None
@@ -287,15 +290,13 @@ def _run_loop(main: Any, loop: str) -> int:
 
 
 def _server(app: Any, http: str = "auto", limits: ApiConfig | None = None) -> Any:
-    import uvicorn
 
-    from licsync.api.connections import protocol_class, raise_open_files_limit
 
     if http not in HTTP_IMPLS:
         raise ConfigError(f"--http: {http!r} is not one of {', '.join(HTTP_IMPLS)}")
     if http == "httptools":
         try:
-            import httptools  # noqa: F401
+            import httptools  # noqa: F401, PLC0415 - an optional accelerator, probed
         except ImportError:
             raise ConfigError("--http httptools: the httptools package is not installed") from None
 
@@ -340,7 +341,6 @@ async def _stop_server(server: Any, task: asyncio.Task[Any]) -> None:
 async def serve_api(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] | None = None,
                     http: str = "auto") -> int:
     """``licsync serve``: the API and dashboard only, until SIGTERM/SIGINT."""
-    from licsync.api import create_app
 
     server = _server(create_app(settings, engine, clock=clock), http, settings.api)
     sock = bind(settings)
@@ -362,7 +362,6 @@ async def run_daemon_async(
     heartbeat_every: timedelta = HEARTBEAT_EVERY,
     serve: bool = True,
 ) -> int:
-    from licsync.api import create_app
 
     log = get_logger(component="daemon")
     instance = instance_id()

@@ -20,11 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import uvicorn
 
 from licsync import db
+from licsync.api import create_app
 from licsync.catalogs.csv_import import HEADER
+from licsync.cli.render import print_status
 from licsync.config import Settings
 from licsync.errors import TransientError
+from licsync.graph.emulator import EmulatorServer
+from licsync.graph.emulator_state import Directory
+from licsync.service import import_enrollments, sync_once
+from licsync.status import tenant_status
+from licsync.subscriptions import keys, registry, terms
+from licsync.tokens import create_token
 
 TENANT = "contoso"
 CATALOGS = [
@@ -123,12 +132,6 @@ def _grace_note(status: dict[str, Any], seats: int) -> None:
 
 
 def run_demo(workdir: Path, users: int, serve: bool, port: int, now: datetime) -> None:
-    from licsync.cli.render import print_status
-    from licsync.graph.emulator import EmulatorServer
-    from licsync.graph.emulator_state import Directory
-    from licsync.service import import_enrollments, sync_once
-    from licsync.status import tenant_status
-    from licsync.subscriptions import keys, registry, terms
 
     if serve:
         check_port("127.0.0.1", port)
@@ -256,10 +259,7 @@ def _write_config(workdir: Path, settings: Settings, graph: Any) -> Path:
 
 
 def _serve(settings: Settings, engine: Any, now: datetime) -> None:
-    import uvicorn
 
-    from licsync.api import create_app
-    from licsync.tokens import create_token
 
     with db.session_scope(engine) as s:
         token = create_token(s, TENANT, "tenant-admin", [], now, label="demo")

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from licsync import metrics
 from licsync.config import Settings, TenantConfig
+from licsync.db.models import SyncState
 from licsync.errors import LicsyncError, TransientError, truncate
 from licsync.log import get_logger
 
@@ -204,7 +207,6 @@ class SyncScheduler:
             self.tenants = list(self.settings.tenant)
 
     def start(self) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self._sched = AsyncIOScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -234,9 +236,7 @@ class SyncScheduler:
         self._at(f"sync:{tenant.name}", self._sync_job, wall, tenant)
 
     def plan(self, tenant: str, now: datetime) -> NextRun:
-        from sqlmodel import Session
 
-        from licsync.db.models import SyncState
 
         with Session(self.engine) as s:
             state = s.get(SyncState, tenant)

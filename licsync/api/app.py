@@ -8,9 +8,7 @@ models (``licsync.status``, ``licsync.api.queries``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,15 +23,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from licsync import __version__
+from licsync.api import pages, routes
 from licsync.api.access_log import AccessLog
-from licsync.api.auth import ApiError, Authenticator, FailureLimiter, LoginCodes
+from licsync.api.auth import ApiError, Authenticator, FailureLimiter
+from licsync.api.context import WEB, ApiContext, Liveness
+from licsync.api.entra import EntraVerifier
 from licsync.api.guards import BodyTooLarge, RequestGuard
 from licsync.config import Settings
 from licsync.errors import LicsyncError, NotFound, TransientError, truncate
 from licsync.log import get_logger
-
-WEB = Path(__file__).resolve().parent.parent / "web"
-Liveness = Callable[[], tuple[bool, dict[str, Any]]]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
@@ -44,20 +42,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-
-@dataclass
-class ApiContext:
-    """What every endpoint needs, kept on ``app.state.ctx``."""
-
-    settings: Settings
-    engine: Engine
-    auth: Authenticator
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    liveness: Liveness | None = None  # set by the daemon: is the scheduler's heartbeat fresh?
-    inline_reads: bool = False  # the access check may read on the event loop (SQLite: local, never waits)
-    reads: Engine | None = None  # read-only endpoints' engine (PostgreSQL: autocommit), else ``engine``
-    login_codes: LoginCodes = field(default_factory=LoginCodes)  # one-time dashboard sign-in codes
 
 
 class SecurityHeaders:
@@ -103,9 +87,7 @@ def _wants_html(request: Request) -> bool:
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if _wants_html(request):
-        from licsync.api.pages import render_error
-
-        return render_error(request, status, message, headers)
+        return pages.render_error(request, status, message, headers)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -197,9 +179,6 @@ def create_app(
 ) -> FastAPI:
     """The HTTP API and dashboard. ``clock`` evaluates seat facts (``--now``); credentials are
     always checked against real time. ``liveness`` makes ``/healthz`` require a fresh heartbeat."""
-    from licsync.api import pages, routes
-    from licsync.api.entra import EntraVerifier
-
     if entra is None:
         verifier = EntraVerifier(settings)
         entra = verifier if verifier.enabled else None

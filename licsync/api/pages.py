@@ -28,8 +28,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from licsync import status
 from licsync.api import charts, queries
-from licsync.api.app import WEB
 from licsync.api.auth import COOKIE, ApiError, forbidden
+from licsync.api.context import WEB
 from licsync.api.guards import read_body
 from licsync.api.routes import TenantName, authorized, ctx_of, pool
 from licsync.status import forecast_for

@@ -29,8 +29,8 @@ from starlette.routing import Route
 from licsync import metrics as instruments
 from licsync import service, status, tokens
 from licsync.api import queries
-from licsync.api.app import ApiContext
 from licsync.api.auth import ApiError, forbidden
+from licsync.api.context import ApiContext
 from licsync.api.csvout import csv_response
 from licsync.api.guards import read_body
 from licsync.api.metrics import CONTENT_TYPE, render_metrics

@@ -59,6 +59,7 @@ from licsync.db import BULK_ROWS
 from licsync.db.bulk import bulk_mode
 from licsync.db.models import AuditLog, Catalog
 from licsync.errors import ConfigError, PermanentError, TransientError, truncate
+from licsync.graph.tls import client_ssl_context
 from licsync.log import get_logger
 
 SOURCE = "odata"
@@ -93,7 +94,6 @@ class ODataSource:
         self._sleep = sleep
         self.requests = 0
         self.retries = 0
-        from licsync.graph.tls import client_ssl_context
 
         self._client = httpx.Client(
             verify=client_ssl_context(tenant.ca_bundle),

@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -91,7 +95,6 @@ def analyze(session: Session, *tables: str) -> None:
 
 
 def alembic_config(engine: Engine) -> Any:
-    from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -116,8 +119,6 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Create or migrate the schema; idempotent. Returns (revision before, revision after)."""
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
 
     def current() -> str | None:
         with engine.connect() as conn:
@@ -134,8 +135,6 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 
 def require_schema(engine: Engine) -> None:
     """Refuse to run on a database that was never upgraded, with the fix in the message."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     try:
         with engine.connect() as conn:

@@ -26,6 +26,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import JSON, Table, insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -123,7 +124,6 @@ def bulk_mode(session: Session, *, pause_gc: bool = True) -> Iterator[None]:
 
 def _copy(conn: Connection, table: Table, names: list[str], chunks: Iterable[list[tuple[Any, ...]]]) -> int:
     """``COPY table (columns) FROM STDIN`` through psycopg, on the session's own connection and transaction."""
-    from psycopg import sql
 
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)

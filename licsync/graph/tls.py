@@ -186,7 +186,7 @@ def _load_system_store(ctx: ssl.SSLContext) -> None:
         ctx.load_verify_locations(cafile=cafile, capath=capath)
         return
     try:  # Python builds without a system store (python.org macOS): fall back to certifi
-        import certifi
+        import certifi  # noqa: PLC0415 - only where Python has no system store
     except ImportError:  # pragma: no cover - certifi ships with requests
         return
     ctx.load_verify_locations(cafile=certifi.where())

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from licsync.errors import ConfigError, PermanentError, TransientError
+from licsync.graph.client import GraphClient
 from licsync.notify.transports import Mail, Outcome, TransportUnavailable
 
 if TYPE_CHECKING:
@@ -125,7 +126,6 @@ class GraphTransport:
         else:
             await self.limiter(mail.sender).acquire()
         if self._client is None:
-            from licsync.graph.client import GraphClient
 
             self._client = GraphClient(self.tenant)
         try:

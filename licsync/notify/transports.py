@@ -29,6 +29,7 @@ from typing import Literal, Protocol
 
 from licsync.config import SecretRef
 from licsync.errors import ConfigError, LicsyncError, PermanentError, TransientError, truncate
+from licsync.graph.tls import client_ssl_context
 
 Outcome = Literal["sent", "skipped"]
 
@@ -161,7 +162,6 @@ class SmtpTransport:
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            from licsync.graph.tls import client_ssl_context
 
             self._ssl = client_ssl_context(None)  # the system store; environment variables never decide
         return self._ssl

@@ -27,9 +27,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from licsync.config import Settings, TenantConfig
+from licsync.db import session_scope
 from licsync.db.models import AuditLog
 from licsync.db.models_seat_models import PoolSeat, RoleAssignment, SeatPool, SignInActivity
 from licsync.errors import InputError
+from licsync.graph.client import GraphClient
 from licsync.seat_models import role as rules
 from licsync.subscriptions import registry
 from licsync.subscriptions.terms import Terms
@@ -264,8 +266,6 @@ def store_sign_ins(session: Session, tenant: str, pairs: Iterable[tuple[str, dat
 
 async def refresh_sign_ins(tenant: TenantConfig, engine: Engine, now: datetime, *, client: Any = None) -> int:
     """Read every user's last sign-in from Graph and store it; returns the number of users read."""
-    from licsync.db import session_scope
-    from licsync.graph.client import GraphClient
 
     graph = client or GraphClient(tenant)
     pairs: list[tuple[str, datetime | None]] = []
