@@ -113,6 +113,23 @@ class Limits:
     overage: str = "grace"  # grace | block | tiered | bill
 
 
+@dataclass(frozen=True, slots=True)
+class SeatFigures:
+    """A tenant's seat pool: purchased and consumed, and what follows from them. Every seat model
+    answers with these (``SeatModel.figures``); available goes negative in overage."""
+
+    purchased: int
+    consumed: int
+
+    @property
+    def available(self) -> int:
+        return self.purchased - self.consumed
+
+    @property
+    def overage(self) -> int:
+        return max(0, self.consumed - self.purchased)
+
+
 # --------------------------------------------------------------------------- plan
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from licsync import db
+from tests.notify.conftest import SmtpServer
 
 PG_URL = os.environ.get("LICSYNC_TEST_PG_URL", "")
 REQUIRE_PG = os.environ.get("LICSYNC_TEST_REQUIRE_PG") == "1"
@@ -106,3 +107,12 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 # The Graph emulator fixtures (one HTTPS server per session, a fresh tenant per test) serve every test.
 from tests.graph.conftest import GraphEnv, graph_env, graph_server  # noqa: E402, F401
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, for every test that sends mail."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

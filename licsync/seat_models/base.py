@@ -29,27 +29,14 @@ from licsync.db.models import Seat
 from licsync.seat_models import overage_store
 from licsync.seat_models.overage import TierEvent
 from licsync.seat_models.reasons import describe
-from licsync.seats import Limits, Plan
+from licsync.seats import Limits, Plan, SeatFigures
 from licsync.subscriptions import policies as names
 from licsync.subscriptions.terms import Terms
 
 _S = Seat.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Figures:
-    """The tenant-wide seat pool of a step: what status, API, dashboard, metrics and mails show."""
-
-    purchased: int
-    consumed: int
-
-    @property
-    def available(self) -> int:
-        return self.purchased - self.consumed
-
-    @property
-    def overage(self) -> int:
-        return max(0, self.consumed - self.purchased)
+Figures = SeatFigures  # the tenant-wide seat pool of a step: what every face shows
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 from licsync.csvfiles import show
 from licsync.errors import InputError
 from licsync.seat_models.csvfile import check_len, instant, parse_all, require
+from licsync.seats import SeatFigures
 
 HEADER = ("activity_id", "user_id", "first_name", "last_name", "email", "content_id", "content_title", "occurred_at")
 REPORT_COLUMNS = ("activity_id", "user_id", "first_name", "last_name", "first_content", "first_access_at")
@@ -97,18 +98,10 @@ def consume(
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
-    purchased: int
-    consumed: int
+class Figures(SeatFigures):
+    """The seat pool, and the billing of seed 000: confirmed duplicates are not billed."""
+
     confirmed_duplicates: int = 0
-
-    @property
-    def available(self) -> int:
-        return self.purchased - self.consumed
-
-    @property
-    def overage(self) -> int:
-        return max(0, self.consumed - self.purchased)
 
     @property
     def billable(self) -> int:

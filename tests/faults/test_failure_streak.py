@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,6 @@ STREAK: list[tuple[str, Callable[[EmulatedTenant], None], int]] = [
     ("malformed JSON page", lambda t: t.malformed_page(1), 1),
     ("client secret expired", lambda t: t.revoke_secret(), 1),
 ]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

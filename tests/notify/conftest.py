@@ -6,13 +6,12 @@ import email
 import email.policy
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
-import pytest
 from aiosmtpd.controller import Controller
 
 from licsync.config import NotificationsConfig, Settings, TenantConfig
@@ -97,14 +96,6 @@ class SmtpServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def make_settings(port: int = 25, *, transport: str = "smtp", db_url: str = "sqlite:///x.db",
