@@ -217,29 +217,53 @@ class DirectoryWriter:
 
     # ------------------------------------------------------------------ end of round
 
-    def finish(self, deleted_item_ids: Iterable[str]) -> None:
-        """Settle deletions once the enumeration is complete.
-
-        ``deleted_item_ids`` is the complete listing of ``/directory/deletedItems/microsoft.graph.user``:
-        the soft-deleted users that still exist. A mirrored soft-deleted user no longer listed there
-        was purged; in a full round, a user the enumeration did not return is soft-deleted when
-        listed there and gone for good otherwise.
-        """
-        self.flush()
-        listed = set(deleted_item_ids)
-        conn = self.conn
+    def _unsettled(self, listed: set[str]) -> list[tuple[str, str]]:
+        """``(id, target)`` of the users whose deletion state the round changes: a mirrored
+        soft-deleted user, and in a full round any user the enumeration did not return, is
+        "soft" when deletedItems lists it and "hard" otherwise."""
         q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
         if self.full:
             # Everything the full enumeration did not return, plus the soft-deleted.
             q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.cycle_id) | (_U.c.deleted == "soft"))
         else:
             q = q.where(_U.c.deleted == "soft")
+        out = []
+        for uid, deleted in self.conn.execute(q):
+            target = "soft" if uid in listed else "hard"
+            if deleted != target:
+                out.append((uid, target))
+        return out
+
+    def purge_candidates(self, deleted_item_ids: Iterable[str]) -> list[str]:
+        """Users :meth:`finish` would record as gone for good. Not being in deletedItems is no proof:
+        a restore leaves deletedItems before delta reports it, so each is confirmed with
+        ``GET /users/{id}`` first (``licsync.directory_read``)."""
+        self.flush()
+        return [uid for uid, target in self._unsettled(set(deleted_item_ids)) if target == "hard"]
+
+    def reset_marks(self) -> None:
+        """Forget what this full round has seen so far (a read that will be redone another way):
+        the sweep then goes by the next enumeration alone."""
+        self.flush()
+        self.conn.execute(
+            update(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.cycle_id).values(seen_cycle=None)
+        )
+
+    def finish(self, deleted_item_ids: Iterable[str]) -> None:
+        """Settle deletions once the enumeration is complete.
+
+        ``deleted_item_ids`` is the complete listing of ``/directory/deletedItems/microsoft.graph.user``:
+        the soft-deleted users that still exist. A mirrored soft-deleted user no longer listed there
+        was purged; in a full round, a user the enumeration did not return is soft-deleted when
+        listed there and gone for good otherwise (callers confirm the "gone" ones first, see
+        :meth:`purge_candidates`).
+        """
+        self.flush()
+        listed = set(deleted_item_ids)
+        conn = self.conn
         moves: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
-        for uid, deleted in conn.execute(q):
-            target = "soft" if uid in listed else "hard"
-            if deleted == target:
-                continue
+        for uid, target in self._unsettled(listed):
             moves.append(
                 {
                     "b_id": uid,

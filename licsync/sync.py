@@ -27,6 +27,7 @@ from licsync.db import BULK_ROWS, analyze, session_scope
 from licsync.db.bulk import bulk_mode
 from licsync.db.models import AuditLog, MassFreeHold, SyncCycle, SyncState
 from licsync.directory import CHANGE_KINDS, DirectoryWriter
+from licsync.directory_read import read_directory
 from licsync.errors import DeltaTokenExpired, LicsyncError, TransientError, truncate
 from licsync.log import get_logger
 from licsync.seats import Plan, hold_reason
@@ -333,19 +334,7 @@ async def _round(
                 # instead of 324 MB). See benchmarks/README.md.
                 widened.enter_context(bulk_mode(session, pause_gc=False))
             writer = DirectoryWriter(session, tenant.name, result.cycle_id, now, full=full)
-            pages = 0
-            delta_link = None
-            async for page in graph.delta_pages(link):
-                writer.apply_page(page.rows)
-                pages += 1
-                if progress:
-                    progress(pages, writer.counts["seen"])
-                delta_link = page.delta_link or delta_link
-            writer.guard_empty()
-            deleted_ids: list[str] = []
-            async for ids in graph.deleted_user_ids():
-                deleted_ids.extend(ids)
-            writer.finish(deleted_ids)
+            delta_link = await read_directory(graph, tenant, writer, link, progress)
             widened.close()
             if writer.counts["entries"] >= BULK_ROWS:
                 analyze(session, "directory_user")  # the plan below joins the rows just written

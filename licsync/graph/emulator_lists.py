@@ -14,6 +14,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -98,7 +99,10 @@ class ListEndpoints:
         doc: dict[str, Any] = {"value": [render(item) for item in snapshot[offset : offset + top]]}
         if offset + top < len(snapshot):
             token = self._codec.encode("list", {"l": lid, "o": offset + top, "top": top})
-            doc["@odata.nextLink"] = f"{link_base}?$skiptoken={token}"
+            # As Graph's do, the link repeats $select (which decides the permission and the cost).
+            select = query.get("$select")
+            again = f"$select={quote(select, safe=',')}&" if select else ""
+            doc["@odata.nextLink"] = f"{link_base}?{again}$skiptoken={token}"
         else:
             with self._lock:
                 self._lists.pop(lid, None)
