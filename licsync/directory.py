@@ -73,11 +73,15 @@ _SEEN = (
 class DirectoryWriter:
     """Applies one round to the mirror through the caller's session (which owns the transaction)."""
 
-    def __init__(self, session: Session, tenant: str, cycle_id: int, now: datetime, *, full: bool) -> None:
+    def __init__(
+        self, session: Session, tenant: str, cycle_id: int, now: datetime, *, full: bool, mark: int | None = None
+    ) -> None:
         self.session = session
         self.conn = session.connection()
         self.tenant = tenant
         self.cycle_id = cycle_id
+        # What a full round writes in ``seen_cycle``: the cycle, or the cycle whose read it resumes.
+        self.mark = cycle_id if mark is None else mark
         self.now = now
         self.full = full
         self.counts: Counter[str] = Counter()
@@ -161,7 +165,7 @@ class DirectoryWriter:
                 deleted_since=None,
                 last_changed=now,
                 changed_cycle=cycle,
-                seen_cycle=cycle,
+                seen_cycle=self.mark,
             )
             updates.append(params)
             changes.append(self._change(uid, kind, diff or None))
@@ -171,7 +175,7 @@ class DirectoryWriter:
         if deletes:
             executemany(conn, _DELETE_STATE, deletes)
         if unchanged and self.full:
-            conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
+            conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": self.mark})
         if inserts:
             insert_rows(conn, _U, list(inserts.values()))
             self._grown(len(inserts))
@@ -200,7 +204,7 @@ class DirectoryWriter:
             first_seen=self.now,
             last_changed=self.now,
             changed_cycle=self.cycle_id,
-            seen_cycle=self.cycle_id,
+            seen_cycle=self.mark,
         )
         return d
 
@@ -224,7 +228,7 @@ class DirectoryWriter:
         q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
         if self.full:
             # Everything the full enumeration did not return, plus the soft-deleted.
-            q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.cycle_id) | (_U.c.deleted == "soft"))
+            q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.mark) | (_U.c.deleted == "soft"))
         else:
             q = q.where(_U.c.deleted == "soft")
         out = []
@@ -246,7 +250,7 @@ class DirectoryWriter:
         the sweep then goes by the next enumeration alone."""
         self.flush()
         self.conn.execute(
-            update(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.cycle_id).values(seen_cycle=None)
+            update(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.mark).values(seen_cycle=None)
         )
 
     def finish(self, deleted_item_ids: Iterable[str]) -> None:
@@ -286,18 +290,24 @@ class DirectoryWriter:
         insert_rows(conn, _C, changes)
         self.counts["seen"] = self._distinct_seen()
 
+    def seen(self) -> int:
+        """Users marked seen by this full round so far (committed chunks included), each once."""
+        self.flush()
+        return self._distinct_seen()
+
     def _distinct_seen(self) -> int:
         """Users the round returned, each counted once however often Graph replayed it."""
         if not self.full:
             return self.counts["entries"]
         return self.conn.execute(
-            select(func.count()).select_from(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.cycle_id)
+            select(func.count()).select_from(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.mark)
         ).scalar_one()
 
     def guard_empty(self) -> None:
         """An empty directory read is an error, never "everyone left"."""
         self.flush()
-        if self.full and self.counts["entries"] == 0:
+        # A resumed read may return nothing new: what its committed chunks marked counts too.
+        if self.full and self.counts["entries"] == 0 and self._distinct_seen() == 0:
             known = self.session.exec(  # type: ignore[call-overload]
                 select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.deleted == "none").limit(1)
             ).first()

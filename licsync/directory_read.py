@@ -5,27 +5,44 @@
   ``/users`` in UPN-prefix shards side by side (``licsync.graph.fullread``) after taking a deltaLink
   "from now"; when the shards do not add up to ``/users/$count`` the marks are dropped and the round
   walks delta after all.
+* The sharded read commits as it goes, in chunks of :data:`CHUNK_USERS` users, with where each shard
+  got to (``full_read_progress``): a read that fails at 90% resumes from its last chunk. The users it
+  wrote are only *marked* (``seen_cycle``); the sweep, the seat frees and the removal of the
+  progress row happen in the caller's one transaction at the end, after a complete enumeration.
 * Then deletedItems, and the sweep. A user the sweep would record as gone for good (not returned,
   not in deletedItems) is first confirmed with ``GET /users/{id}``: replicas lag, and a restored user
   leaves deletedItems before delta reports the restore. 404 → gone; 200 → back, applied as a user.
 
-Everything is written through the caller's session, inside the round's transaction: a seat is
-never freed on partial data.
+Everything else is written through the caller's session, inside the round's transaction: a seat
+is never freed on partial data.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, update
+from sqlmodel import Session
+
 from licsync.config import TenantConfig
+from licsync.db.bulk import bulk_mode
+from licsync.db.models import FullReadProgress, SyncState
 from licsync.directory import DirectoryWriter
-from licsync.graph.fullread import first_error, read_shards
+from licsync.graph.fullread import DONE, SHARD_PREFIXES, ShardStats, begin, first_error, read_shards
 from licsync.graph.parse import UserRow
 from licsync.log import get_logger
 
 Progress = Callable[[int, int], None]  # (pages, users) so far in this round
+CHUNK_USERS = 50_000  # a parallel full read commits this many users at a time
+# A read interrupted longer ago than this starts over: its deltaLink "from now" would replay too
+# much, and Graph's skiptokens do not live for ever.
+RESUME_WITHIN = timedelta(hours=12)
+DRY_RUN_CYCLE = 0  # licsync.sync.DRY_RUN_CYCLE: a dry run commits nothing, so it reads in one go
+_P = FullReadProgress.__table__  # type: ignore[attr-defined]
 
 
 async def read_directory(
@@ -36,28 +53,8 @@ async def read_directory(
     progress: Progress | None = None,
 ) -> str | None:
     """Apply one round to ``writer`` and settle deletions; returns the deltaLink to store after commit."""
-    log = get_logger(tenant=tenant.name, cycle_id=writer.cycle_id)
     if link is None and tenant.full_read == "parallel":
-        shards = await read_shards(graph, writer.apply_page, concurrency=tenant.read_concurrency, progress=progress)
-        log.info(
-            "full_read_sharded",
-            users=shards.read,
-            expected=shards.expected,
-            pages=shards.pages,
-            lowest_concurrency=shards.lowest_concurrency,
-        )
-        if shards.complete:
-            delta_link: str | None = shards.delta_link
-        else:
-            log.warning(
-                "full_read_shards_mismatch",
-                users=shards.read,
-                expected=shards.expected,
-                action="sequential delta walk",
-            )
-            writer.counts["shard_fallbacks"] += 1
-            writer.reset_marks()
-            delta_link = await walk_delta(graph, writer, None, progress)
+        delta_link = await read_parallel(graph, tenant, writer, progress)
     else:
         delta_link = await walk_delta(graph, writer, link, progress)
     writer.guard_empty()
@@ -66,7 +63,128 @@ async def read_directory(
         deleted_ids.extend(ids)
     await confirm_gone(graph, writer, deleted_ids, concurrency=tenant.read_concurrency)
     writer.finish(deleted_ids)
+    if link is None:  # the read is complete: its progress goes with the sweep and the seat frees, in one commit
+        writer.session.execute(delete(_P).where(_P.c.tenant == tenant.name))
     return delta_link
+
+
+async def read_parallel(
+    graph: Any, tenant: TenantConfig, writer: DirectoryWriter, progress: Progress | None
+) -> str | None:
+    """The sharded read; committed chunk by chunk and resumable unless this is a dry run."""
+    log = get_logger(tenant=tenant.name, cycle_id=writer.cycle_id)
+    chunked = writer.cycle_id != DRY_RUN_CYCLE
+    engine = writer.session.get_bind()
+    resumed = _resumable(engine, tenant.name, writer.now) if chunked else None
+    if resumed is not None:
+        writer.mark, delta_link, expected, shards = resumed.mark, resumed.delta_link, resumed.expected, resumed.shards
+        log.info("full_read_resumed", mark=writer.mark, shards_left=sum(1 for v in shards.values() if v != DONE))
+    else:
+        delta_link, expected = await begin(graph)
+        shards = dict.fromkeys(SHARD_PREFIXES)
+        if chunked:
+            _save(engine, tenant.name, writer.mark, delta_link, expected, shards, writer.now)
+    todo = {p: v for p, v in shards.items() if v != DONE}
+    if chunked:
+        stats = await _read_in_chunks(graph, tenant, writer, shards, todo, progress)
+    else:
+
+        def sink(_prefix: str, rows: Any, _next: str | None) -> None:
+            writer.apply_page(rows)
+
+        stats = await read_shards(graph, sink, todo, concurrency=tenant.read_concurrency, progress=progress)
+    seen = writer.seen()
+    log.info(
+        "full_read_sharded",
+        users=seen,
+        expected=expected,
+        pages=stats.pages,
+        lowest_concurrency=stats.lowest_concurrency,
+        restarted=stats.restarted,
+    )
+    if seen == expected:
+        return delta_link
+    log.warning("full_read_shards_mismatch", users=seen, expected=expected, action="sequential delta walk")
+    writer.counts["shard_fallbacks"] += 1
+    writer.reset_marks()
+    return await walk_delta(graph, writer, None, progress)
+
+
+async def _read_in_chunks(
+    graph: Any,
+    tenant: TenantConfig,
+    writer: DirectoryWriter,
+    shards: dict[str, str | None],
+    todo: dict[str, str | None],
+    progress: Progress | None,
+) -> ShardStats:
+    """Write the shards through a session of their own that commits every :data:`CHUNK_USERS`
+    users, with where each shard got to: a failure resumes from the last commit. The users are
+    marked ``seen_cycle == mark``; nothing is swept and no seat moves until the caller's commit."""
+    engine = writer.session.get_bind()
+    with Session(engine) as session, ExitStack() as widened:
+        widened.enter_context(bulk_mode(session, pause_gc=False))
+        chunk = DirectoryWriter(session, tenant.name, writer.cycle_id, writer.now, full=True, mark=writer.mark)
+        pending = 0
+
+        def commit() -> None:
+            nonlocal widened
+            chunk.flush()
+            session.execute(update(_P).where(_P.c.tenant == tenant.name).values(shards=dict(shards)))
+            widened.close()
+            session.commit()
+            widened = ExitStack()
+            widened.enter_context(bulk_mode(session, pause_gc=False))
+            chunk.conn = session.connection()
+
+        def sink(prefix: str, rows: Any, next_link: str | None) -> None:
+            nonlocal pending
+            chunk.apply_page(rows)
+            shards[prefix] = next_link or DONE
+            pending += len(rows)
+            if pending >= CHUNK_USERS:
+                commit()
+                pending = 0
+
+        try:
+            stats = await read_shards(graph, sink, todo, concurrency=tenant.read_concurrency, progress=progress)
+            commit()
+        finally:
+            widened.close()
+    for key, n in chunk.counts.items():
+        writer.counts[key] += n
+    return stats
+
+
+def _resumable(engine: Any, tenant: str, now: datetime) -> FullReadProgress | None:
+    """The interrupted read to resume, if any. Not after a cycle that succeeded since it began: that
+    cycle's writes moved marks (``seen_cycle``) the sweep would then misread."""
+    with Session(engine) as s:
+        row = s.get(FullReadProgress, tenant)
+        state = s.get(SyncState, tenant)
+    if row is None or row.started_at is None or not row.shards or now - row.started_at > RESUME_WITHIN:
+        return None
+    if state is not None and state.last_success_at is not None and state.last_success_at > row.started_at:
+        return None
+    return row
+
+
+def _save(
+    engine: Any,
+    tenant: str,
+    mark: int,
+    delta_link: str,
+    expected: int,
+    shards: dict[str, str | None],
+    now: datetime,
+) -> None:
+    with Session(engine) as s:
+        s.merge(
+            FullReadProgress(
+                tenant=tenant, mark=mark, delta_link=delta_link, expected=expected, shards=dict(shards), started_at=now
+            )
+        )
+        s.commit()
 
 
 async def walk_delta(graph: Any, writer: DirectoryWriter, link: str | None, progress: Progress | None) -> str | None:

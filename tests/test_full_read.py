@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from licsync import directory_read
 from licsync.config import Settings
-from licsync.db.models import DirectoryChange
+from licsync.db.models import DirectoryChange, FullReadProgress
 from licsync.errors import TransientError
 from licsync.graph.emulator_limits import Realism
 from licsync.sync import CycleResult, run_cycle
@@ -190,3 +191,50 @@ def test_a_failure_mid_read_frees_nothing_and_the_next_cycle_completes(
     r = cycle(env, settings, engine, minutes=30, full=True)
     assert r.counts["hard_deleted"] == 10 and set(open_seats(engine)) == set(ids[10:20])
     assert state(engine).consecutive_failures == 0  # type: ignore[union-attr]
+
+
+def test_a_read_that_fails_at_90_percent_resumes_from_its_last_chunk(
+    env: GraphEnv, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(directory_read, "CHUNK_USERS", 40)
+    d = env.tenant.directory
+    ids = d.add_users(700, seed=9, disabled_fraction=0)
+    enroll(engine, ids[:20])
+    settings = settings_for(env, db_url, max_retries=0)
+    cycle(env, settings, engine)
+    seats = open_seats(engine)
+    for uid in ids[:10]:
+        d.hard_delete(uid)
+    for uid in ids[100:400]:
+        d.update_user(uid, displayName="Renamed")
+
+    def fail_at_90_percent(pages: int, _users: int) -> None:
+        if pages == 32:  # of 36 shards
+            env.tenant.fail_next(1000, status=503)
+
+    with pytest.raises(TransientError):
+        cycle(env, settings, engine, minutes=15, full=True, progress=fail_at_90_percent)
+    assert open_seats(engine) == seats  # nothing freed: the sweep never ran
+    m = mirror(engine)
+    assert all(m[u][1] == "none" for u in ids[:10])  # not swept on partial data
+    renamed = sum(1 for u in ids[100:400] if m[u][2] == "Renamed")
+    assert renamed > 0  # the committed chunks stay
+    with Session(engine) as s:
+        progress = s.get(FullReadProgress, "contoso")
+        assert progress is not None and 25 <= sum(1 for v in progress.shards.values() if v == "done") < 36  # type: ignore[union-attr]
+        done = sum(1 for v in progress.shards.values() if v == "done")  # type: ignore[union-attr]
+
+    env.tenant.clear_faults()
+    env.tenant.requests.clear()
+    r = cycle(env, settings, engine, minutes=30, full=True)
+    paths = graph_paths(env)
+    assert paths.count("/v1.0/users") == 36 - done  # only the shards not committed yet
+    assert "/v1.0/users/delta" not in paths and "/v1.0/users/$count" not in paths  # the first read's link and count
+    assert r.counts["hard_deleted"] == 10 and r.counts["seen"] == 690
+    assert set(open_seats(engine)) == set(ids[10:20])
+    assert all(v[2] == "Renamed" for u, v in mirror(engine).items() if u in set(ids[100:400]))
+    with Session(engine) as s:
+        assert s.get(FullReadProgress, "contoso") is None
+    # Later rounds run delta from the link the interrupted read took first.
+    d.disable(ids[500])
+    assert cycle(env, settings, engine, minutes=45).counts["disabled"] == 1

@@ -217,8 +217,8 @@ class GraphClient:
         what: str,
         permission: str = _READ,
         pace: Callable[[], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[list[T]]:
-        """Yield each page's items, following ``@odata.nextLink`` verbatim until there is none."""
+    ) -> AsyncIterator[tuple[list[T], str | None]]:
+        """Yield each page's items and nextLink, following the links verbatim until there is none."""
         from licsync.graph.sdk import raw_config
 
         while True:
@@ -229,7 +229,7 @@ class GraphClient:
             )
             items, next_link = parse(resp.content)
             self.stats.pages += 1
-            yield items
+            yield items, next_link
             if not next_link:
                 return
             builder, config = builder.with_url(next_link), raw_config()
@@ -283,9 +283,12 @@ class GraphClient:
             raise PermanentError(f"Graph {what}: the answer carried no @odata.deltaLink")
         return page.delta_link
 
-    async def user_pages(self, prefix: str | None = None, *, top: int = 999) -> AsyncIterator[list[UserRow]]:
-        """``GET /users?$select=…&$top=…``, optionally one shard:
-        ``$filter=startsWith(userPrincipalName,'prefix')``."""
+    async def user_pages(
+        self, prefix: str | None = None, *, top: int = 999, resume: str | None = None
+    ) -> AsyncIterator[tuple[list[UserRow], str | None]]:
+        """``GET /users?$select=…&$top=…``, optionally one shard
+        (``$filter=startsWith(userPrincipalName,'prefix')``): each page's rows and the nextLink to
+        resume after it (None after the last). ``resume`` continues from such a link."""
         from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
         from licsync.graph.sdk import raw_config
@@ -295,8 +298,11 @@ class GraphClient:
             select=USER_SELECT.split(","), top=top, filter=where
         )
         what = "users" + (f"?$filter={where}" if where else "")
-        async for rows in self._follow(self._sdk.users, raw_config(query), parse_user_page, what=what):
-            yield rows
+        builder, config = self._sdk.users, raw_config(query)
+        if resume is not None:
+            builder, config = builder.with_url(resume), raw_config()
+        async for page in self._follow(builder, config, parse_user_page, what=what):
+            yield page
 
     async def user_count(self, prefix: str | None = None) -> int:
         """``GET /users/$count`` (``ConsistencyLevel: eventual``), optionally of one shard."""
@@ -338,7 +344,7 @@ class GraphClient:
         query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(
             select=["id"], top=self.tenant.page_size or 999
         )
-        async for ids in self._follow(
+        async for ids, _next in self._follow(
             self._sdk.directory.deleted_items.graph_user,
             raw_config(query),
             parse_id_page,
@@ -358,7 +364,7 @@ class GraphClient:
         query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
             select=["id", "signInActivity"], top=min(self.tenant.page_size or 500, 500)
         )
-        async for pairs in self._follow(
+        async for pairs, _next in self._follow(
             self._sdk.users,
             raw_config(query),
             parse_sign_in_page,

@@ -21,7 +21,7 @@ import orjson
 from licsync.graph.emulator_state import Directory, iso, project
 from licsync.graph.emulator_wire import Reply, TokenCodec, graph_reply, select_fields
 
-_MAX_LISTS = 256  # list snapshots kept per tenant (a sharded read holds ~40 at once)
+_MAX_LISTS = 128  # list snapshots kept per tenant (a sharded read holds 36); older skiptokens: 400
 _STARTS_WITH = re.compile(r"^\s*startswith\(\s*userPrincipalName\s*,\s*'((?:[^']|'')*)'\s*\)\s*$", re.IGNORECASE)
 
 
@@ -103,9 +103,6 @@ class ListEndpoints:
             select = query.get("$select")
             again = f"$select={quote(select, safe=',')}&" if select else ""
             doc["@odata.nextLink"] = f"{link_base}?{again}$skiptoken={token}"
-        else:
-            with self._lock:
-                self._lists.pop(lid, None)
         return Reply(200, orjson.dumps(doc), {"Content-Type": "application/json"})
 
     def deleted_users(self, query: Mapping[str, str], link_base: str, select: str | None) -> Reply:

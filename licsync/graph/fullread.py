@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from licsync.errors import PermanentError
 from licsync.graph.parse import UserRow
 
 # The characters a userPrincipalName can start with, in practice (startsWith is case-insensitive).
@@ -71,57 +72,71 @@ class AdaptiveLimit:
         self.lowest = min(self.lowest, self.limit)
 
 
+DONE = "done"  # a shard read to its end, in a progress map
+Sink = Callable[[str, Sequence[UserRow], str | None], None]  # (prefix, rows, nextLink or None at the end)
+
+
 @dataclass
-class ShardedRead:
-    delta_link: str
-    expected: int  # /users/$count, taken right after the deltaLink
-    read: int  # users the shards returned
+class ShardStats:
+    read: int  # users the shards returned (a shard resumed from its start counts twice)
     pages: int
     lowest_concurrency: int
+    restarted: int  # shards whose resume link Graph no longer accepted
 
-    @property
-    def complete(self) -> bool:
-        return self.read == self.expected
+
+async def begin(graph: Any) -> tuple[str, int]:
+    """The deltaLink "from now" and the user count, in this order: what the read must add up to."""
+    delta_link = await graph.latest_delta_link()
+    return delta_link, await graph.user_count()
 
 
 async def read_shards(
     graph: Any,
-    sink: Callable[[Sequence[UserRow]], None],
+    sink: Sink,
+    shards: dict[str, str | None],
     *,
     concurrency: int,
-    prefixes: Sequence[str] = SHARD_PREFIXES,
     top: int = 999,
     progress: Callable[[int, int], None] | None = None,
-) -> ShardedRead:
-    """Read every shard, handing each page to ``sink`` (the writer) as it arrives, in this task."""
-    delta_link = await graph.latest_delta_link()
-    expected = await graph.user_count()
+) -> ShardStats:
+    """Read each shard (prefix → None from its start, or a nextLink to resume it from), handing every
+    page to ``sink`` as it arrives, in this task. At most ``2 × concurrency`` pages wait in between."""
     limit = AdaptiveLimit(concurrency)
-    queue: asyncio.Queue[list[UserRow] | None] = asyncio.Queue(maxsize=2 * concurrency)
-    totals = {"read": 0, "pages": 0}
+    queue: asyncio.Queue[tuple[str, list[UserRow], str | None] | None] = asyncio.Queue(maxsize=2 * concurrency)
+    totals = {"read": 0, "pages": 0, "restarted": 0}
 
-    async def shard(prefix: str) -> None:
-        pages = graph.user_pages(prefix, top=top).__aiter__()
+    async def shard(prefix: str, resume: str | None) -> None:
+        pages = graph.user_pages(prefix, top=top, resume=resume).__aiter__()
+        first = True
         while True:
             async with limit:
                 try:
-                    rows = await pages.__anext__()
+                    rows, next_link = await pages.__anext__()
                 except StopAsyncIteration:
                     return
+                except PermanentError:
+                    if not (first and resume is not None):
+                        raise
+                    # A resume link Graph no longer knows (skiptokens do not live for ever): from the start.
+                    totals["restarted"] += 1
+                    pages, resume = graph.user_pages(prefix, top=top).__aiter__(), None
+                    continue
+            first = False
             limit.observe(graph.throttle_percent)
-            await queue.put(rows)
+            await queue.put((prefix, rows, next_link))
 
     async def produce() -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                for p in prefixes:
-                    group.create_task(shard(p))
+                for prefix, resume in shards.items():
+                    group.create_task(shard(prefix, resume))
         finally:
             await queue.put(None)
 
     async def consume() -> None:
-        while (rows := await queue.get()) is not None:
-            sink(rows)
+        while (item := await queue.get()) is not None:
+            prefix, rows, next_link = item
+            sink(prefix, rows, next_link)
             totals["read"] += len(rows)
             totals["pages"] += 1
             if progress:
@@ -133,7 +148,7 @@ async def read_shards(
             group.create_task(consume())
     except BaseExceptionGroup as group_error:  # callers act on licsync's own errors, not groups
         raise first_error(group_error) from None
-    return ShardedRead(delta_link, expected, totals["read"], totals["pages"], limit.lowest)
+    return ShardStats(totals["read"], totals["pages"], limit.lowest, totals["restarted"])
 
 
 def first_error(error: BaseException) -> BaseException:
