@@ -37,7 +37,7 @@ def full_sync_fail(ctx: Ctx) -> dict[str, Any]:
     from licsync.errors import LicsyncError
     from licsync.sync import run_cycle
 
-    _worker._preimport_graph()  # noqa: SLF001
+    _worker._preimport_graph()
     settings, engine = ctx.settings(), ctx.engine()
     tenant = settings.get_tenant(TENANT)
     at = int(ctx.raw["fail_at"] * ctx.raw["users"])
@@ -65,13 +65,13 @@ def walk_sample(ctx: Ctx) -> dict[str, Any]:
     """The sequential walk licsync does without ``full_read = "parallel"``: its first ``pages`` pages."""
     from licsync.graph.client import GraphClient
 
-    _worker._preimport_graph()  # noqa: SLF001
+    _worker._preimport_graph()
     tenant = ctx.settings().get_tenant(TENANT)
     limit = int(ctx.raw["pages"])
 
     async def walk() -> dict[str, Any]:
         async with GraphClient(tenant) as graph:
-            await asyncio.to_thread(graph._tokens.get_token)  # noqa: SLF001 - the token is not part of the walk
+            await asyncio.to_thread(graph._tokens.get_token)
             t0, pages, users = time.perf_counter(), 0, 0
             async for page in graph.delta_pages(None):
                 pages += 1
@@ -143,7 +143,7 @@ PIECES = {
 def main() -> int:
     piece = sys.argv[1]
     ctx = Ctx(orjson.loads(sys.stdin.buffer.read()))
-    _worker._quiet_logs()  # noqa: SLF001
+    _worker._quiet_logs()
     result = PIECES[piece](ctx)
     result.setdefault("rss_peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     sys.stdout.write(RESULT + orjson.dumps(result).decode() + "\n")

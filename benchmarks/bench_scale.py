@@ -198,23 +198,59 @@ def report(r: dict[str, dict[str, Any]], args: argparse.Namespace, kinds: list[s
         a, b, clean = r[f"{kind}:fail90"], r[f"{kind}:resumed"], r[f"{kind}:full"]
         total = a["wall"] + b["wall"]
         rows.append(
-            ["full round failing at 90 %", kind, a["users_read"], a["wall"], a["cpu"], a["rss_peak_mb"], None, a["load"],
-             a.get("error", "")[:60]]
+            [
+                "full round failing at 90 %",
+                kind,
+                a["users_read"],
+                a["wall"],
+                a["cpu"],
+                a["rss_peak_mb"],
+                None,
+                a["load"],
+                a.get("error", "")[:60],
+            ]
         )
         rows.append(
-            ["… its resumed round", kind, b["summary"]["users_seen"], b["wall"], b["cpu"], b["rss_peak_mb"],
-             b["requests"], b["load"], f"failed + resumed = {total:.1f} s = {total / clean['wall']:.2f}× the clean round"]
+            [
+                "… its resumed round",
+                kind,
+                b["summary"]["users_seen"],
+                b["wall"],
+                b["cpu"],
+                b["rss_peak_mb"],
+                b["requests"],
+                b["load"],
+                f"failed + resumed = {total:.1f} s = {total / clean['wall']:.2f}× the clean round",
+            ]
         )
     if "sqlite:zero" in r:
         z, fl = r["sqlite:zero"], r["floor"]
         zu, fu = z["wall"] / n * 1e6, fl["wall"] / max(1, fl["users"]) * 1e6
         rows.append(
-            ["floor: httpx + orjson.loads over the /users shard pages, no latency", "–", fl["users"], fl["wall"],
-             fl["cpu"], fl["rss_peak_mb"], fl["requests"], fl["load"], f"{fu:.2f} µs/user"]
+            [
+                "floor: httpx + orjson.loads over the /users shard pages, no latency",
+                "–",
+                fl["users"],
+                fl["wall"],
+                fl["cpu"],
+                fl["rss_peak_mb"],
+                fl["requests"],
+                fl["load"],
+                f"{fu:.2f} µs/user",
+            ]
         )
         rows.append(
-            ["full sync + reconcile, parallel read, no latency", "sqlite", z["summary"]["users_seen"], z["wall"],
-             z["cpu"], z["rss_peak_mb"], z["requests"], z["load"], f"{zu:.1f} µs/user = {zu / fu:.0f}× the floor"]
+            [
+                "full sync + reconcile, parallel read, no latency",
+                "sqlite",
+                z["summary"]["users_seen"],
+                z["wall"],
+                z["cpu"],
+                z["rss_peak_mb"],
+                z["requests"],
+                z["load"],
+                f"{zu:.1f} µs/user = {zu / fu:.0f}× the floor",
+            ]
         )
     print(
         H.table(

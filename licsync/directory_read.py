@@ -37,7 +37,7 @@ from licsync.graph.parse import UserRow
 from licsync.log import get_logger
 
 Progress = Callable[[int, int], None]  # (pages, users) so far in this round
-CHUNK_USERS = 50_000  # a parallel full read commits this many users at a time
+CHUNK_USERS = 10_000  # a parallel full read commits this many users at a time
 # A read interrupted longer ago than this starts over: its deltaLink "from now" would replay too
 # much, and Graph's skiptokens do not live for ever.
 RESUME_WITHIN = timedelta(hours=12)
