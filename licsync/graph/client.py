@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +23,7 @@ from licsync.config import TenantConfig
 from licsync.errors import PermanentError, TransientError, truncate
 from licsync.graph import tls
 from licsync.graph.auth import GraphTokenProvider, TokenSource
+from licsync.graph.pacing import MinutePacer
 from licsync.graph.parse import (
     USER_SELECT,
     DeltaPage,
@@ -97,7 +96,7 @@ class GraphClient:
         self._sleep = sleep
         self._own_tokens = token_source is None
         self._tokens = token_source if token_source is not None else TokenSource(tenant)
-        self._sign_ins: deque[float] = deque()  # when the last sign-in reads went out
+        self._sign_in_pace = MinutePacer(tenant.sign_in_requests_per_minute, self._sleep, self.stats)
         self._max_retries = tenant.max_retries
         self._max_retry_after = tenant.max_retry_after.total_seconds()
         seconds = tenant.timeout.total_seconds()
@@ -370,23 +369,9 @@ class GraphClient:
             parse_sign_in_page,
             what="users?$select=signInActivity",
             permission="AuditLog.Read.All (and Entra ID P1)",
-            pace=self._sign_in_pace,
+            pace=self._sign_in_pace.wait,
         ):
             yield pairs
-
-    async def _sign_in_pace(self) -> None:
-        """Wait until a request fits in the sign-in budget (a sliding minute)."""
-        sent = self._sign_ins
-        limit = self.tenant.sign_in_requests_per_minute
-        now = time.monotonic()
-        while sent and sent[0] <= now - 60:
-            sent.popleft()
-        if len(sent) >= limit:
-            delay = sent[0] + 60 - now
-            self.stats.waited_seconds += delay
-            await self._sleep(delay)
-            sent.popleft()
-        sent.append(time.monotonic())
 
     async def send_mail(self, sender: str, message: dict[str, Any], *, save_to_sent_items: bool = False) -> None:
         """``POST /users/{sender}/sendMail``; ``message`` is a Graph message resource.

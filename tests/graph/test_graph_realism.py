@@ -198,7 +198,7 @@ def test_client_paces_sign_in_reads_to_its_budget(graph_env: GraphEnv) -> None:
         graph_env.tenant.realism.sign_in_window = 0.001  # the minute has passed for the emulator too
 
     async def use(c: GraphClient) -> int:
-        c._sleep = fake_sleep
+        c._sign_in_pace._sleep = fake_sleep
         return sum([len(p) async for p in c.users_sign_in_activity()])
 
     assert run(graph_env, use, page_size=2, sign_in_requests_per_minute=2) == 6
