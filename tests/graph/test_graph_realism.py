@@ -18,6 +18,7 @@ import pytest
 from licsync.errors import DeltaTokenExpired
 from licsync.graph.client import GraphClient
 from licsync.graph.emulator_limits import Realism, budget_for
+from licsync.graph.fullread import PAUSE_SECONDS, SHARD_PREFIXES, AdaptiveLimit, read_shards
 from licsync.graph.status import error_for_response
 from tests.graph.conftest import GraphEnv
 
@@ -270,3 +271,34 @@ def test_send_mail_refuses_custom_headers_without_x(graph_env: GraphEnv) -> None
     message["internetMessageHeaders"] = [{"name": "X-Licsync-Event", "value": "x"}]
     run(graph_env, lambda c: c.send_mail(sender, message))
     assert len(graph_env.tenant.outbox) == 1
+
+
+def test_adaptive_limit_halves_pauses_and_grows_back() -> None:
+    limit = AdaptiveLimit(8)
+    limit.observe(0)
+    assert limit.limit == 8
+    limit.observe(85)
+    limit.observe(85)
+    assert limit.limit == 2 and not limit._pause
+    limit.observe(97)
+    assert limit.limit == 1 and limit._pause == PAUSE_SECONDS
+    for _ in range(10):
+        limit.observe(0)
+    assert limit.limit == 8 and limit.lowest == 1 and not limit._pause
+
+
+def test_sharded_read_slows_down_before_the_budget_runs_out(graph_env: GraphEnv) -> None:
+    graph_env.tenant.directory.add_users(300, seed=1)
+    graph_env.tenant.realism = Realism(default_latency=0.01, budget=40, window=5.0)
+    rows: list[str] = []
+
+    async def use(c: GraphClient) -> Any:
+        stats = await read_shards(
+            c, lambda _p, page, _n: rows.extend(r.id for r in page), dict.fromkeys(SHARD_PREFIXES), concurrency=8
+        )
+        return stats, c.stats.throttled, c.stats.throttle_peak
+
+    stats, throttled, peak = run(graph_env, use)
+    assert len(rows) == 300 and stats.pages == 36
+    assert peak >= 80 and stats.lowest_concurrency < 8  # it slowed down as Graph's header rose …
+    assert throttled == 0  # … and never met a 429
