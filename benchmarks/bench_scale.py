@@ -53,8 +53,9 @@ def load1() -> float:
 class Run:
     """The pieces measured so far, each with the load average when it started."""
 
-    def __init__(self) -> None:
+    def __init__(self, save: Path | None = None) -> None:
         self.results: dict[str, dict[str, Any]] = {}
+        self.save = save
 
     def piece(self, key: str, name: str, ctx: dict[str, Any], **extra: Any) -> dict[str, Any]:
         load, t = load1(), time.perf_counter()
@@ -62,6 +63,8 @@ class Run:
         res["load"] = load
         self.results[key] = res
         say(f"{key}: {time.perf_counter() - t:.1f} s (load {load:.2f})")
+        if self.save is not None:  # after each piece: a run cut short still leaves its figures
+            self.save.write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
         return res
 
 
@@ -83,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--walk-pages", type=int, default=40, help="pages of the sequential walk actually measured")
     p.add_argument("--skip", default="", help="comma-separated: resume, zero, incremental")
     p.add_argument("--workdir", type=Path)
-    p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--json", type=Path, help="also write the raw results here (after each piece)")
+    p.add_argument("--report", type=Path, help="only print the table of the results saved in this JSON file")
     args = p.parse_args(argv)
+    if args.report:
+        saved = orjson.loads(args.report.read_bytes())
+        kinds = [k for k in ("sqlite", "postgresql") if f"{k}:full" in saved]
+        report(saved, args, kinds, saved["directory"])
+        return 0
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     kinds = H.db_kinds(args.db)
     n = args.users
@@ -92,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         f"bench_scale --users {n} --latency {args.latency} --concurrency {args.concurrency} "
         f"--enrolled-fraction {args.enrolled_fraction} — {H.machine_line()}"
     )
-    run = Run()
+    run = Run(args.json)
     with tempfile.TemporaryDirectory(prefix="licsync-scale-", dir=args.workdir) as tmp:
         t0 = time.perf_counter()
         with H.EmulatorProcess(n, Path(tmp) / "emu", enrolled_fraction=args.enrolled_fraction) as emu:
             say(f"emulator ready with {n:,} users in {time.perf_counter() - t0:.1f} s")
             directory = emu.info["directory"]
+            run.results["directory"] = directory
             realism = {"default_latency": args.latency, "seed": 1}
             emu.command(op="realism", realism=realism)
             tenant = {
@@ -138,8 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                 with H.database("sqlite", Path(tmp)) as url:
                     ctx = prepare(run, "sqlite", url, base, "sqlite-zero")
                     run.piece("sqlite:zero", "full_sync", ctx)
-    if args.json:
-        args.json.write_bytes(orjson.dumps(run.results, option=orjson.OPT_INDENT_2))
     report(run.results, args, kinds, directory)
     return 0
 
@@ -163,6 +171,8 @@ def report(r: dict[str, dict[str, Any]], args: argparse.Namespace, kinds: list[s
         ]
     )
     for kind in kinds:
+        if f"{kind}:full" not in r:
+            continue
         f = r[f"{kind}:full"]
         s = f["summary"]
         rows.append(
@@ -194,7 +204,7 @@ def report(r: dict[str, dict[str, Any]], args: argparse.Namespace, kinds: list[s
                 ]
             )
     kind = kinds[0]
-    if f"{kind}:fail90" in r:
+    if f"{kind}:fail90" in r and f"{kind}:resumed" in r and f"{kind}:full" in r:
         a, b, clean = r[f"{kind}:fail90"], r[f"{kind}:resumed"], r[f"{kind}:full"]
         total = a["wall"] + b["wall"]
         rows.append(
@@ -223,7 +233,7 @@ def report(r: dict[str, dict[str, Any]], args: argparse.Namespace, kinds: list[s
                 f"failed + resumed = {total:.1f} s = {total / clean['wall']:.2f}× the clean round",
             ]
         )
-    if "sqlite:zero" in r:
+    if "sqlite:zero" in r and "floor" in r:
         z, fl = r["sqlite:zero"], r["floor"]
         zu, fu = z["wall"] / n * 1e6, fl["wall"] / max(1, fl["users"]) * 1e6
         rows.append(
