@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tenants", type=int, default=300)
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--workdir", type=Path, help="unused: every run is in PostgreSQL (a schema of its own)")
     args = p.parse_args(argv)
     print(
         f"bench_replicas --tenants {args.tenants} --replicas {args.replicas} --hours {args.hours} — {H.machine_line()}"
