@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ CHUNK_USERS = 10_000  # a parallel full read commits this many users at a time
 # A read interrupted longer ago than this starts over: its deltaLink "from now" would replay too
 # much, and Graph's skiptokens do not live for ever.
 RESUME_WITHIN = timedelta(hours=12)
+WALK_AHEAD = 2  # delta pages fetched ahead of the writer
 DRY_RUN_CYCLE = 0  # licsync.sync.DRY_RUN_CYCLE: a dry run commits nothing, so it reads in one go
 _P = FullReadProgress.__table__  # type: ignore[attr-defined]
 
@@ -188,15 +189,41 @@ def _save(
 
 
 async def walk_delta(graph: Any, writer: DirectoryWriter, link: str | None, progress: Progress | None) -> str | None:
-    """Follow one delta round page by page into the writer; its deltaLink."""
+    """Follow one delta round page by page into the writer; its deltaLink.
+
+    The next page is requested while the writer applies this one (a bounded queue of
+    :data:`WALK_AHEAD` pages between them), so a round costs about max(network, database) rather
+    than their sum."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=WALK_AHEAD)
+
+    async def fetch() -> None:
+        try:
+            async for page in graph.delta_pages(link):
+                await queue.put(page)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the writer's side, which raises it
+            await queue.put(exc)
+            return
+        await queue.put(None)
+
+    fetcher = asyncio.create_task(fetch())
     pages = 0
     delta_link = None
-    async for page in graph.delta_pages(link):
-        writer.apply_page(page.rows)
-        pages += 1
-        if progress:
-            progress(pages, writer.counts["entries"])
-        delta_link = page.delta_link or delta_link
+    try:
+        while (page := await queue.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            writer.apply_page(page.rows)
+            pages += 1
+            if progress:
+                progress(pages, writer.counts["entries"])
+            delta_link = page.delta_link or delta_link
+    finally:
+        if not fetcher.done():
+            fetcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await fetcher
     return delta_link
 
 
