@@ -8,9 +8,13 @@ bounded by a batch of pages, whatever the size of the tenant. Pages are gathered
 page by page), so each batch costs one lookup of the stored rows and bulk writes
 (``licsync.db.bulk``) — a first sync is mostly inserts.
 
-A full round marks every user it sees (``seen_cycle``) and sweeps the unseen only after the
-enumeration completed: users listed under deletedItems become soft-deleted, the rest are gone
-for good. Nothing is marked gone on partial data, because a partial round is never committed.
+A full round marks every user it sees (``seen_cycle``, the writer's ``mark``) and sweeps the
+unseen only after the enumeration completed: users listed under deletedItems become soft-deleted,
+the rest — once ``GET /users/{id}`` confirmed it (``licsync.directory_read``) — are gone for good.
+Nothing is marked gone on partial data: the sweep is in the round's final transaction. The one
+exception to "a round is one transaction" is the parallel full read (``full_read = "parallel"``),
+whose pages are upserted and marked in committed chunks so that a failure resumes; its sweep,
+seat frees and deltaLink still commit together at the end.
 """
 
 from __future__ import annotations
