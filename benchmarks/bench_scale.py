@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="read_concurrency of the parallel full read")
     p.add_argument("--enrolled-fraction", type=float, default=0.1)
     p.add_argument("--walk-pages", type=int, default=40, help="pages of the sequential walk actually measured")
-    p.add_argument("--skip", default="", help="comma-separated: resume, zero, incremental")
+    p.add_argument("--skip", default="", help="comma-separated: walk, full, incremental, resume, zero")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", type=Path, help="also write the raw results here (after each piece)")
     p.add_argument("--report", type=Path, help="only print the table of the results saved in this JSON file")
@@ -124,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 "users": directory["active"],
                 "control_url": emu.info["control_url"],
             }
-            walk = run.piece("walk", "walk_sample", {**base, "db_url": "sqlite:///unused.db"}, pages=args.walk_pages)
-            walk_pages = math.ceil(directory["active"] / 200)
-            walk["computed_s"] = walk_pages * walk["seconds_per_page"]
-            walk["computed_pages"] = walk_pages
-            for kind in kinds:
+            if "walk" not in skip:
+                walk = run.piece(
+                    "walk", "walk_sample", {**base, "db_url": "sqlite:///unused.db"}, pages=args.walk_pages
+                )
+                walk_pages = math.ceil(directory["active"] / 200)
+                walk["computed_s"] = walk_pages * walk["seconds_per_page"]
+                walk["computed_pages"] = walk_pages
+            for kind in [] if "full" in skip else kinds:
                 with H.database(kind, Path(tmp)) as url:
                     ctx = prepare(run, kind, url, base, kind)
                     run.piece(f"{kind}:full", "full_sync", ctx)
@@ -156,20 +159,21 @@ def report(r: dict[str, dict[str, Any]], args: argparse.Namespace, kinds: list[s
     n = directory["active"]
     lat = args.latency
     rows: list[list[Any]] = []
-    w = r["walk"]
-    rows.append(
-        [
-            "sequential delta walk (computed: pages × measured s/page)",
-            "–",
-            f"{w['computed_pages']:,} pages",
-            w["computed_s"],
-            None,
-            None,
-            w["computed_pages"],
-            w["load"],
-            f"measured {w['pages']} pages: {w['seconds_per_page'] * 1000:.0f} ms/page",
-        ]
-    )
+    w = r.get("walk") or {"computed_s": 0.0, "computed_pages": 0, "pages": 0, "seconds_per_page": 0.0, "load": None}
+    if "walk" in r:
+        rows.append(
+            [
+                "sequential delta walk (computed: pages × measured s/page)",
+                "–",
+                f"{w['computed_pages']:,} pages",
+                w["computed_s"],
+                None,
+                None,
+                w["computed_pages"],
+                w["load"],
+                f"measured {w['pages']} pages: {w['seconds_per_page'] * 1000:.0f} ms/page",
+            ]
+        )
     for kind in kinds:
         if f"{kind}:full" not in r:
             continue
