@@ -207,12 +207,12 @@ def db_kinds(choice: str) -> list[str]:
 # --------------------------------------------------------------------------- workers
 
 
-def run_piece(piece: str, ctx: dict[str, Any], *, timeout: float = 3600) -> dict[str, Any]:
+def run_piece(piece: str, ctx: dict[str, Any], *, timeout: float = 3600, worker: str = "_worker.py") -> dict[str, Any]:
     """Run one measured piece in a fresh process; returns its JSON result (plus ``rss_peak_mb``).
 
     The peak RSS is the child's ``ru_maxrss`` as the kernel reports it when the child is reaped.
     """
-    cmd = [sys.executable, str(HERE / "_worker.py"), piece]
+    cmd = [sys.executable, str(HERE / worker), piece]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(orjson.dumps(ctx), timeout=timeout)

@@ -25,7 +25,8 @@ Two entry points:
 the initial-round pages pre-rendered, writes ``enrollments.csv`` into the workdir, prints one
 JSON line (URLs, CA, credentials, counts), then takes JSON commands on stdin, one per line,
 answering each with one JSON line: ``{"op": "churn", "k": 1000, "seed": 7}``,
-``{"op": "stats"}``, ``{"op": "prerender"}``. End of input stops it.
+``{"op": "stats"}``, ``{"op": "prerender"}``, ``{"op": "realism", "realism": {"default_latency": 0.25}}``
+(``licsync.graph.emulator_limits.Realism``; ``null`` switches it off). End of input stops it.
 """
 
 from __future__ import annotations
@@ -264,6 +265,7 @@ def serve(args: argparse.Namespace) -> int:
             "enrollments": dict(csv_counts),
             "prerendered_pages": pages,
             "ready_s": round(time.perf_counter() - started, 2),
+            "control_url": f"{server.base_url}/_emulator/{server.tenant_id}",
             "pid": os.getpid(),
         }
         sys.stdout.write(orjson.dumps(info).decode() + "\n")
@@ -278,6 +280,9 @@ def serve(args: argparse.Namespace) -> int:
                     reply: dict[str, Any] = {"churn": dict(churn(tenant, int(cmd["k"]), int(cmd.get("seed", 1))))}
                 elif op == "prerender":
                     reply = {"pages": tenant.directory.prerender(page_size=args.page_size)}
+                elif op == "realism":  # {"op": "realism", "realism": {...} | null}: a real tenant's limits
+                    server.emulator.realism = cmd.get("realism")
+                    reply = {"realism": cmd.get("realism")}
                 elif op == "stats":
                     reply = {"stats": dict(server.emulator.stats), "active": len(tenant.directory)}
                 elif op == "quit":

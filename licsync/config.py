@@ -190,6 +190,12 @@ class TenantConfig(_Section):
     timeout: PositiveDuration = timedelta(seconds=60)
     max_retries: int = Field(default=6, ge=0, le=50)
     max_retry_after: Duration = timedelta(minutes=5)
+    # Full rounds: "delta" walks /users/delta page by page (~200 users, one at a time); "parallel"
+    # reads /users in UPN-prefix shards side by side (SPEC §4, large tenants), falling back to the walk
+    # when the shards do not add up to /users/$count.
+    full_read: Literal["delta", "parallel"] = "delta"
+    read_concurrency: int = Field(default=8, ge=1, le=64)  # shards in flight at most (it adapts downwards)
+    sign_in_requests_per_minute: int = Field(default=10, ge=1, le=600)  # Graph's identity-reports limit
     timezone: str = "UTC"  # IANA: business days and "today" for this tenant (SPEC §5)
     holidays: list[date] = Field(default_factory=list)  # extra non-business days, in the tenant's time zone
 

@@ -8,9 +8,13 @@ bounded by a batch of pages, whatever the size of the tenant. Pages are gathered
 page by page), so each batch costs one lookup of the stored rows and bulk writes
 (``licsync.db.bulk``) — a first sync is mostly inserts.
 
-A full round marks every user it sees (``seen_cycle``) and sweeps the unseen only after the
-enumeration completed: users listed under deletedItems become soft-deleted, the rest are gone
-for good. Nothing is marked gone on partial data, because a partial round is never committed.
+A full round marks every user it sees (``seen_cycle``, the writer's ``mark``) and sweeps the
+unseen only after the enumeration completed: users listed under deletedItems become soft-deleted,
+the rest — once ``GET /users/{id}`` confirmed it (``licsync.directory_read``) — are gone for good.
+Nothing is marked gone on partial data: the sweep is in the round's final transaction. The one
+exception to "a round is one transaction" is the parallel full read (``full_read = "parallel"``),
+whose pages are upserted and marked in committed chunks so that a failure resumes; its sweep,
+seat frees and deltaLink still commit together at the end.
 """
 
 from __future__ import annotations
@@ -73,11 +77,15 @@ _SEEN = (
 class DirectoryWriter:
     """Applies one round to the mirror through the caller's session (which owns the transaction)."""
 
-    def __init__(self, session: Session, tenant: str, cycle_id: int, now: datetime, *, full: bool) -> None:
+    def __init__(
+        self, session: Session, tenant: str, cycle_id: int, now: datetime, *, full: bool, mark: int | None = None
+    ) -> None:
         self.session = session
         self.conn = session.connection()
         self.tenant = tenant
         self.cycle_id = cycle_id
+        # What a full round writes in ``seen_cycle``: the cycle, or the cycle whose read it resumes.
+        self.mark = cycle_id if mark is None else mark
         self.now = now
         self.full = full
         self.counts: Counter[str] = Counter()
@@ -163,7 +171,7 @@ class DirectoryWriter:
                 deleted_since=None,
                 last_changed=now,
                 changed_cycle=cycle,
-                seen_cycle=cycle,
+                seen_cycle=self.mark,
             )
             updates.append(params)
             changes.append(self._change(uid, kind, diff or None))
@@ -173,7 +181,7 @@ class DirectoryWriter:
         if deletes:
             executemany(conn, _DELETE_STATE, deletes)
         if unchanged and self.full:
-            conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": cycle})
+            conn.execute(_SEEN, {"t": self.tenant, "ids": unchanged, "cycle": self.mark})
         if inserts:
             insert_rows(conn, _U, list(inserts.values()))
             self._grown(len(inserts))
@@ -202,7 +210,7 @@ class DirectoryWriter:
             first_seen=self.now,
             last_changed=self.now,
             changed_cycle=self.cycle_id,
-            seen_cycle=self.cycle_id,
+            seen_cycle=self.mark,
         )
         return d
 
@@ -219,29 +227,53 @@ class DirectoryWriter:
 
     # ------------------------------------------------------------------ end of round
 
+    def _unsettled(self, listed: set[str]) -> list[tuple[str, str]]:
+        """``(id, target)`` of the users whose deletion state the round changes: a mirrored
+        soft-deleted user, and in a full round any user the enumeration did not return, is
+        "soft" when deletedItems lists it and "hard" otherwise."""
+        q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
+        if self.full:
+            # Everything the full enumeration did not return, plus the soft-deleted.
+            q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.mark) | (_U.c.deleted == "soft"))
+        else:
+            q = q.where(_U.c.deleted == "soft")
+        out = []
+        for uid, deleted in self.conn.execute(q):
+            target = "soft" if uid in listed else "hard"
+            if deleted != target:
+                out.append((uid, target))
+        return out
+
+    def purge_candidates(self, deleted_item_ids: Iterable[str]) -> list[str]:
+        """Users :meth:`finish` would record as gone for good. Not being in deletedItems is no proof:
+        a restore leaves deletedItems before delta reports it, so each is confirmed with
+        ``GET /users/{id}`` first (``licsync.directory_read``)."""
+        self.flush()
+        return [uid for uid, target in self._unsettled(set(deleted_item_ids)) if target == "hard"]
+
+    def reset_marks(self) -> None:
+        """Forget what this full round has seen so far (a read that will be redone another way):
+        the sweep then goes by the next enumeration alone."""
+        self.flush()
+        self.conn.execute(
+            update(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.mark).values(seen_cycle=None)
+        )
+
     def finish(self, deleted_item_ids: Iterable[str]) -> None:
         """Settle deletions once the enumeration is complete.
 
         ``deleted_item_ids`` is the complete listing of ``/directory/deletedItems/microsoft.graph.user``:
         the soft-deleted users that still exist. A mirrored soft-deleted user no longer listed there
         was purged; in a full round, a user the enumeration did not return is soft-deleted when
-        listed there and gone for good otherwise.
+        listed there and gone for good otherwise (callers confirm the "gone" ones first, see
+        :meth:`purge_candidates`).
         """
         self.flush()
         listed = set(deleted_item_ids)
         conn = self.conn
-        q = select(_U.c.id, _U.c.deleted).where(_U.c.tenant == self.tenant, _U.c.deleted != "hard")
-        if self.full:
-            # Everything the full enumeration did not return, plus the soft-deleted.
-            q = q.where((_U.c.seen_cycle.is_(None)) | (_U.c.seen_cycle != self.cycle_id) | (_U.c.deleted == "soft"))
-        else:
-            q = q.where(_U.c.deleted == "soft")
         moves: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
-        for uid, deleted in conn.execute(q):
-            target = "soft" if uid in listed else "hard"
-            if deleted == target:
-                continue
+        for uid, target in self._unsettled(listed):
             moves.append(
                 {
                     "b_id": uid,
@@ -264,18 +296,24 @@ class DirectoryWriter:
         insert_rows(conn, _C, changes)
         self.counts["seen"] = self._distinct_seen()
 
+    def seen(self) -> int:
+        """Users marked seen by this full round so far (committed chunks included), each once."""
+        self.flush()
+        return self._distinct_seen()
+
     def _distinct_seen(self) -> int:
         """Users the round returned, each counted once however often Graph replayed it."""
         if not self.full:
             return self.counts["entries"]
         return self.conn.execute(
-            select(func.count()).select_from(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.cycle_id)
+            select(func.count()).select_from(_U).where(_U.c.tenant == self.tenant, _U.c.seen_cycle == self.mark)
         ).scalar_one()
 
     def guard_empty(self) -> None:
         """An empty directory read is an error, never "everyone left"."""
         self.flush()
-        if self.full and self.counts["entries"] == 0:
+        # A resumed read may return nothing new: what its committed chunks marked counts too.
+        if self.full and self.counts["entries"] == 0 and self._distinct_seen() == 0:
             known = self.session.exec(  # type: ignore[call-overload]
                 select(_U.c.id).where(_U.c.tenant == self.tenant, _U.c.deleted == "none").limit(1)
             ).first()

@@ -260,7 +260,7 @@ class SyncScheduler:
             return
         ran = False
         try:
-            ran = await self.run_cycle(tenant, kind)
+            ran = await self.run_cycle(tenant, kind, recheck=True)
         except asyncio.CancelledError:
             if self.stopping:  # the loop is closing after an abandoned cycle: nothing to report
                 return
@@ -286,9 +286,11 @@ class SyncScheduler:
         # A cycle that failed without recording it (database away) must not spin.
         self._reschedule(tenant, max(when, later + min(interval, timedelta(seconds=5))))
 
-    async def run_cycle(self, tenant: TenantConfig, kind: str) -> bool:
-        """Run one cycle under the tenant's lock in a worker thread. False when the lock is taken."""
-        fut = in_thread(self._locked_cycle, tenant, kind, name=f"cycle:{tenant.name}")
+    async def run_cycle(self, tenant: TenantConfig, kind: str, *, recheck: bool = False) -> bool:
+        """Run one cycle under the tenant's lock in a worker thread. False when the lock is taken.
+
+        ``recheck``: a scheduled cycle asks again, under the lock, whether it is still due."""
+        fut = in_thread(self._locked_cycle, tenant, kind, recheck, name=f"cycle:{tenant.name}")
         self.running[tenant.name] = Running(tenant.name, kind, self.clock(), fut)
         try:
             return await asyncio.shield(fut)
@@ -296,13 +298,28 @@ class SyncScheduler:
             if self.running.get(tenant.name) is not None and self.running[tenant.name].future is fut:
                 del self.running[tenant.name]
 
-    def _locked_cycle(self, tenant: TenantConfig, kind: str) -> bool:
+    def due_under_lock(self, tenant: str) -> str | None:
+        """What is due now, read again once the tenant's lock is held.
+
+        The plan was read before the lock: another replica may have run this very cycle and released
+        the lock in between (a taken lock is retried for a few seconds). Without this second look
+        that replica's cycle would run twice."""
+        now = self.clock()
+        return self.plan(tenant, now).due(now)
+
+    def _locked_cycle(self, tenant: TenantConfig, kind: str, recheck: bool = False) -> bool:
         with self.locks.hold(tenant.name, wait=WRITER_WAIT.total_seconds()) as got:
             if not got:
                 self.log.info("tenant_busy", tenant=tenant.name, note="its lock is held elsewhere (another replica)")
                 return False
             if self.stopping:
                 return False
+            if recheck:
+                again = self.due_under_lock(tenant.name)
+                if again is None:
+                    self.log.info("cycle_not_due", tenant=tenant.name, note="another replica ran it meanwhile")
+                    return True
+                kind = again
             started, status, ran_kind = time.monotonic(), "failed", kind
             try:
                 result = asyncio.run(self.jobs.cycle(self.settings, tenant, self.engine, now=self.clock(),

@@ -1,8 +1,12 @@
-"""One sync cycle of one tenant: read Graph, mirror the directory, reconcile seats, apply.
+"""One sync cycle of one tenant: read Graph, mirror the directory, then ``licsync.reseat``.
 
 Every delta round — full or incremental — is applied whole or not at all: the pages, the
-deleted-items listing, the seat plan and the new deltaLink share one database transaction. An
-expired delta token is recovered by a full resync inside the same cycle.
+deleted-items listing, the seat plan and the new deltaLink share one database transaction. The
+exception is a parallel full read (``full_read = "parallel"``, ``licsync.directory_read``): it
+commits the users it has read in chunks, so a failure near the end resumes from the last chunk —
+but the sweep of the unseen, every seat change and the new deltaLink still commit together, once,
+after the enumeration completed: no seat is ever freed on partial data. An expired delta token is
+recovered by a full resync inside the same cycle.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from licsync.db import BULK_ROWS, analyze, session_scope
 from licsync.db.bulk import bulk_mode
 from licsync.db.models import SyncCycle, SyncState
 from licsync.directory import CHANGE_KINDS, DirectoryWriter
+from licsync.directory_read import read_directory
 from licsync.errors import DeltaTokenExpired, LicsyncError, TransientError, truncate
 from licsync.graph.client import GraphClient, GraphStats
 from licsync.log import get_logger
@@ -291,19 +296,7 @@ async def _round(
                 # instead of 324 MB). See benchmarks/README.md.
                 widened.enter_context(bulk_mode(session, pause_gc=False))
             writer = DirectoryWriter(session, tenant.name, result.cycle_id, now, full=full)
-            pages = 0
-            delta_link = None
-            async for page in graph.delta_pages(link):
-                writer.apply_page(page.rows)
-                pages += 1
-                if progress:
-                    progress(pages, writer.rows_read)  # counts["seen"] is counted only at finish()
-                delta_link = page.delta_link or delta_link
-            writer.guard_empty()
-            deleted_ids: list[str] = []
-            async for ids in graph.deleted_user_ids():
-                deleted_ids.extend(ids)
-            writer.finish(deleted_ids)
+            delta_link = await read_directory(graph, tenant, writer, link, progress)
             widened.close()
             if writer.counts["entries"] >= BULK_ROWS:
                 analyze(session, "directory_user")  # the plan below joins the rows just written

@@ -92,3 +92,20 @@ def test_bench_import_smoke(tmp_path: Path) -> None:
     out = run("bench_import.py", "--users", "300", "--db", "sqlite", tmp_path=tmp_path)
     for step in ("first import", "same file again", "~1 % changed"):
         assert step in out
+
+
+def test_bench_scale_smoke(tmp_path: Path) -> None:
+    args = ("--users", "600", "--latency", "0.01", "--db", "sqlite", "--walk-pages", "2", "--concurrency", "4")
+    out = run("bench_scale.py", *args, "--json", str(tmp_path / "r.json"), tmp_path=tmp_path, timeout=240)
+    for piece in ("sequential delta walk", "parallel read", "quiet incremental", "failing at 90 %", "resumed round",
+                  "floor: httpx"):
+        assert piece in out
+    again = run("bench_scale.py", "--report", str(tmp_path / "r.json"), tmp_path=tmp_path)
+    assert "resumed round" in again
+
+
+def test_bench_replicas_smoke(tmp_path: Path) -> None:
+    if not os.environ.get("LICSYNC_TEST_PG_URL"):
+        pytest.skip("PostgreSQL not configured: set LICSYNC_TEST_PG_URL to run these")
+    out = run("bench_replicas.py", "--tenants", "4", "--hours", "0.3", tmp_path=tmp_path)
+    assert "double cycles" in out and "yes (licsync)" in out

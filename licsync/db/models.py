@@ -86,6 +86,22 @@ class SyncState(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts()
 
 
+class FullReadProgress(SQLModel, table=True):
+    """A parallel full read under way (``licsync.directory_read``): what its committed chunks covered.
+
+    ``shards`` maps each UPN prefix to the nextLink to resume it from, or ``"done"``; rows the read
+    wrote carry ``seen_cycle == mark``. Deleted in the transaction that sweeps and frees seats.
+    """
+
+    __tablename__ = "full_read_progress"
+    tenant: str = Field(primary_key=True, max_length=64)
+    mark: int
+    delta_link: str | None = _text()
+    expected: int = 0
+    shards: dict[str, Any] | None = _json()
+    started_at: datetime | None = _ts()
+
+
 class SyncCycle(SQLModel, table=True):
     __tablename__ = "sync_cycle"
     id: int | None = Field(default=None, primary_key=True)

@@ -21,10 +21,20 @@ import orjson
 
 from licsync import metrics
 from licsync.config import TenantConfig
-from licsync.errors import PermanentError, TransientError
+from licsync.errors import PermanentError, TransientError, truncate
 from licsync.graph import tls
 from licsync.graph.auth import GraphTokenProvider, TokenSource, token_tenant_id
-from licsync.graph.parse import USER_SELECT, DeltaPage, UserRow, parse_delta_page, parse_id_page, parse_sign_in_page
+from licsync.graph.pacing import MinutePacer
+from licsync.graph.parse import (
+    USER_SELECT,
+    DeltaPage,
+    UserRow,
+    parse_delta_page,
+    parse_id_page,
+    parse_sign_in_page,
+    parse_user,
+    parse_user_page,
+)
 from licsync.graph.status import error_for_response
 from licsync.log import get_logger
 
@@ -48,6 +58,7 @@ class GraphStats:
     throttled: int = 0
     waited_seconds: float = 0.0
     pages: int = 0
+    throttle_peak: float = 0.0  # highest x-ms-throttle-limit-percentage seen
 
 
 def _tls_verify_failed(exc: BaseException) -> bool:
@@ -72,6 +83,8 @@ class GraphClient:
 
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    # The last x-ms-throttle-limit-percentage Graph sent (0 below 80%, where it sends none).
+    throttle_percent: float = 0.0
 
     def __init__(
         self,
@@ -88,6 +101,7 @@ class GraphClient:
         self._sleep = sleep
         self._own_tokens = token_source is None
         self._tokens = token_source if token_source is not None else TokenSource(tenant)
+        self._sign_in_pace = MinutePacer(tenant.sign_in_requests_per_minute, self._sleep, self.stats)
         self._max_retries = tenant.max_retries
         self._reached = False  # has Graph answered this client at least once?
         self._max_retry_after = tenant.max_retry_after.total_seconds()
@@ -138,12 +152,14 @@ class GraphClient:
         permission: str = _READ,
         delta: bool = False,
         idempotent: bool = True,
+        accept: tuple[int, ...] = (),
     ) -> httpx.Response:
         """Send with retries: 429 waits Retry-After; 5xx, lost connections and an unavailable token
         endpoint back off; a 401 gets one fresh token.
 
         A non-idempotent call (sendMail) is retried only when Graph surely did not act on it:
-        429, 503, or a connection that was never established.
+        429, 503, or a connection that was never established. A status in ``accept`` is returned,
+        not raised (``GET /users/{id}``: 404 is an answer).
         """
         attempt = 0
         reauthenticated = False
@@ -173,7 +189,8 @@ class GraphClient:
                 self._reached = True
                 if not isinstance(resp, httpx.Response):  # pragma: no cover - NativeResponseHandler contract
                     raise PermanentError(f"Graph {what}: the SDK returned {type(resp).__name__}, not a response")
-                if resp.is_success:
+                self._observe(resp)
+                if resp.is_success or resp.status_code in accept:
                     return resp
                 if resp.status_code == 401 and not reauthenticated:
                     # An access token can be revoked or expire early; one fresh token settles it.
@@ -208,6 +225,16 @@ class GraphClient:
             self.stats.waited_seconds += delay
             await self._sleep(delay)
 
+    def _observe(self, resp: httpx.Response) -> None:
+        """Note how close the app is to its resource-unit budget (Graph says so from 80% on)."""
+        value = resp.headers.get("x-ms-throttle-limit-percentage")
+        try:
+            percent = float(value) if value else 0.0
+        except ValueError:
+            percent = 0.0
+        self.throttle_percent = percent
+        self.stats.throttle_peak = max(self.stats.throttle_peak, percent)
+
     async def _follow(
         self,
         builder: Any,
@@ -216,17 +243,20 @@ class GraphClient:
         *,
         what: str,
         permission: str = _READ,
-    ) -> AsyncIterator[list[T]]:
-        """Yield each page's items, following ``@odata.nextLink`` verbatim until there is none."""
+        pace: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[tuple[list[T], str | None]]:
+        """Yield each page's items and nextLink, following the links verbatim until there is none."""
         from licsync.graph.sdk import raw_config
 
         while True:
+            if pace is not None:
+                await pace()
             resp = await self._send(
                 lambda b=builder, c=config: b.get(request_configuration=c), what=what, permission=permission
             )
             items, next_link = parse(resp.content)
             self.stats.pages += 1
-            yield items
+            yield items, next_link
             if not next_link:
                 return
             builder, config = builder.with_url(next_link), raw_config()
@@ -264,6 +294,72 @@ class GraphClient:
                 raise PermanentError("Graph users/delta: a page carried neither @odata.nextLink nor @odata.deltaLink")
             builder, config = builder.with_url(page.next_link), raw_config()
 
+    # -- the parallel full read (licsync.graph.fullread) ----------------------------------------
+
+    async def latest_delta_link(self) -> str:
+        """``GET /users/delta?$deltatoken=latest``: a deltaLink "from now", with our ``$select``,
+        without enumerating anything."""
+        from licsync.graph.sdk import raw_config
+
+        url = f"{self.tenant.graph_url}/users/delta?$deltatoken=latest&$select={USER_SELECT}"
+        builder = self._sdk.users.delta.with_url(url)
+        what = "users/delta?$deltatoken=latest"
+        resp = await self._send(lambda: builder.get(request_configuration=raw_config()), what=what, delta=True)
+        page = parse_delta_page(resp.content)
+        if page.delta_link is None:
+            raise PermanentError(f"Graph {what}: the answer carried no @odata.deltaLink")
+        return page.delta_link
+
+    async def user_pages(
+        self, prefix: str | None = None, *, top: int = 999, resume: str | None = None
+    ) -> AsyncIterator[tuple[list[UserRow], str | None]]:
+        """``GET /users?$select=…&$top=…``, optionally one shard
+        (``$filter=startsWith(userPrincipalName,'prefix')``): each page's rows and the nextLink to
+        resume after it (None after the last). ``resume`` continues from such a link."""
+        from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+        from licsync.graph.sdk import raw_config
+
+        where = None if prefix is None else f"startsWith(userPrincipalName,'{prefix.replace(chr(39), chr(39) * 2)}')"
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=USER_SELECT.split(","), top=top, filter=where
+        )
+        what = "users" + (f"?$filter={where}" if where else "")
+        builder, config = self._sdk.users, raw_config(query)
+        if resume is not None:
+            builder, config = builder.with_url(resume), raw_config()
+        async for page in self._follow(builder, config, parse_user_page, what=what):
+            yield page
+
+    async def user_count(self, prefix: str | None = None) -> int:
+        """``GET /users/$count`` (``ConsistencyLevel: eventual``), optionally of one shard."""
+        from msgraph.generated.users.count.count_request_builder import CountRequestBuilder
+
+        from licsync.graph.sdk import raw_config
+
+        where = None if prefix is None else f"startsWith(userPrincipalName,'{prefix.replace(chr(39), chr(39) * 2)}')"
+        config = raw_config(
+            CountRequestBuilder.CountRequestBuilderGetQueryParameters(filter=where), {"ConsistencyLevel": "eventual"}
+        )
+        resp = await self._send(lambda: self._sdk.users.count.get(request_configuration=config), what="users/$count")
+        try:
+            return int(resp.content.strip())
+        except ValueError:
+            raise PermanentError(f"Graph users/$count: not a number: {truncate(resp.text, 100)}") from None
+
+    async def get_user(self, uid: str) -> UserRow | None:
+        """``GET /users/{id}``: the user, or None when Graph answers 404 (deleted, softly or for good)."""
+        from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+        from licsync.graph.sdk import raw_config
+
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_SELECT.split(","))
+        builder = self._sdk.users.by_user_id(uid)
+        resp = await self._send(
+            lambda: builder.get(request_configuration=raw_config(query)), what="users/{id}", accept=(404,)
+        )
+        return None if resp.status_code == 404 else parse_user(resp.content)
+
     async def deleted_user_ids(self) -> AsyncIterator[list[str]]:
         """Ids of soft-deleted (restorable) users, one list per page."""
         from msgraph.generated.directory.deleted_items.graph_user.graph_user_request_builder import (
@@ -275,7 +371,7 @@ class GraphClient:
         query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(
             select=["id"], top=self.tenant.page_size or 999
         )
-        async for ids in self._follow(
+        async for ids, _next in self._follow(
             self._sdk.directory.deleted_items.graph_user,
             raw_config(query),
             parse_id_page,
@@ -284,7 +380,10 @@ class GraphClient:
             yield ids
 
     async def users_sign_in_activity(self) -> AsyncIterator[list[tuple[str, datetime | None]]]:
-        """``(id, lastSignInDateTime)`` per user; needs AuditLog.Read.All and Entra ID P1."""
+        """``(id, last sign-in)`` per user: the later of ``lastSuccessfulSignInDateTime`` and
+        ``lastNonInteractiveSignInDateTime`` (SSO into an LMS is non-interactive; a failed attempt
+        is no activity). Needs AuditLog.Read.All and Entra ID P1. Requests are paced to
+        ``sign_in_requests_per_minute`` (Graph allows 10 a minute for identity reports)."""
         from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
         from licsync.graph.sdk import raw_config
@@ -292,12 +391,13 @@ class GraphClient:
         query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
             select=["id", "signInActivity"], top=min(self.tenant.page_size or 500, 500)
         )
-        async for pairs in self._follow(
+        async for pairs, _next in self._follow(
             self._sdk.users,
             raw_config(query),
             parse_sign_in_page,
             what="users?$select=signInActivity",
             permission="AuditLog.Read.All (and Entra ID P1)",
+            pace=self._sign_in_pace.wait,
         ):
             yield pairs
 

@@ -11,8 +11,10 @@ Run standalone (another process drives it through ``/_emulator/...``):
     python -m licsync.graph.emulator --port 8443 --users 1000 --workdir /tmp/emu   # the same, bare
 
 The pieces: ``emulator_state`` (the directory and its change log), ``emulator_tenant`` (delta
-and list semantics, fault knobs), ``emulator_auth`` (apps, tokens, JWKS), ``emulator_app``
-(the Starlette routes).
+semantics, fault knobs), ``emulator_lists`` (``/users``, ``$count``, deletedItems, sendMail),
+``emulator_limits`` (a real tenant's latency, page cap, resource units and sign-in rate: off
+unless a tenant gets a ``Realism`` profile, or ``--latency`` here), ``emulator_auth`` (apps,
+tokens, JWKS), ``emulator_app`` (the Starlette routes).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import orjson
 import uvicorn
 
 from licsync.graph.emulator_app import Emulator
+from licsync.graph.emulator_limits import Realism
 from licsync.graph.emulator_state import Directory
 from licsync.graph.emulator_tenant import EmulatedTenant
 from licsync.graph.tls import make_test_pki
@@ -214,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id")
     parser.add_argument("--page-size", type=int, default=200)
     parser.add_argument("--prerender", action="store_true", help="render initial-round pages once (benchmarks)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="behave like a real tenant (emulator_limits.Realism): each Graph request takes about this long, "
+        "delta pages hold 200, resource units are counted and throttled",
+    )
     args = parser.parse_args(argv)
 
     directory = Directory()
@@ -228,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
     )
     server.emulator.page_size = args.page_size
+    if args.latency is not None:
+        server.emulator.realism = Realism.graph(args.latency)
     if args.prerender:
         directory.prerender(page_size=args.page_size)
     stop = threading.Event()

@@ -46,8 +46,9 @@ TENANT_OPS = frozenset(
     }
 )
 TENANT_SETTINGS = frozenset(
-    {"page_size", "empty_page_every", "replay_every", "removed_in_initial", "premium", "token_lifetime"}
+    {"page_size", "empty_page_every", "replay_every", "removed_in_initial", "premium", "token_lifetime", "realism"}
 )
+_WHEN_ARGS = ("when", "non_interactive", "failed")
 DIRECTORY_OPS = frozenset(
     {
         "add_user",
@@ -133,16 +134,18 @@ class Emulator:
 
     # -- Graph ---------------------------------------------------------------------------------
 
-    def _tenant_for(self, request: Request) -> tuple[EmulatedTenant | None, str | None]:
+    def _tenant_for(self, request: Request) -> tuple[EmulatedTenant | None, str | None, str]:
         authorization = request.headers.get("authorization")
         token = None
         if authorization and authorization.startswith("Bearer "):
             token = self.registry.get(authorization[7:].strip())
         tenant = self.tenants.get(token.tenant_id) if token is not None else None
-        return tenant, authorization
+        return tenant, authorization, token.client_id if token is not None else ""
 
-    async def _graph(self, request: Request, role: str, handle: Callable[[EmulatedTenant], Any]) -> Response:
-        tenant, authorization = self._tenant_for(request)
+    async def _graph(
+        self, request: Request, role: str, handle: Callable[[EmulatedTenant], Any], endpoint: str = "delta"
+    ) -> Response:
+        tenant, authorization, client_id = self._tenant_for(request)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if tenant is None:
             self.stats["unauthenticated"] += 1
@@ -154,12 +157,23 @@ class Emulator:
         denied = tenant.gate(authorization, role)
         if denied is not None:
             return _reply(denied)
-        result = handle(tenant)
-        if inspect.isawaitable(result):
-            result = await result
-        if result.delay:
-            await asyncio.sleep(result.delay)
-        return _reply(result)
+        tenant.stats["inflight"] += 1
+        tenant.stats["max_inflight"] = max(tenant.stats["max_inflight"], tenant.stats["inflight"])
+        try:
+            throttled, headers, latency = tenant.meter(endpoint, client_id)
+            if throttled is not None:
+                result = throttled
+            else:
+                result = handle(tenant)
+                if inspect.isawaitable(result):
+                    result = await result
+                if headers:
+                    result = Reply(result.status, result.body, {**result.headers, **headers}, result.delay, result.cut)
+            if result.delay or latency:
+                await asyncio.sleep(result.delay + latency)
+            return _reply(result)
+        finally:
+            tenant.stats["inflight"] -= 1
 
     async def delta(self, request: Request) -> Response:
         link_base = _base(request) + request.url.path
@@ -169,22 +183,39 @@ class Emulator:
 
     async def users(self, request: Request) -> Response:
         select = request.query_params.get("$select")
-        role = "AuditLog.Read.All" if select and "signInActivity" in select else "User.Read.All"
+        sign_in = bool(select and "signInActivity" in select)
+        role = "AuditLog.Read.All" if sign_in else "User.Read.All"
+        endpoint = "signIn" if sign_in else "users_select" if select else "users"
         link_base = _base(request) + request.url.path
-        return await self._graph(request, role, lambda t: t.users(request.query_params, link_base, select))
+        return await self._graph(request, role, lambda t: t.users(request.query_params, link_base, select), endpoint)
+
+    async def users_count(self, request: Request) -> Response:
+        consistency = request.headers.get("consistencylevel")
+        return await self._graph(
+            request, "User.Read.All", lambda t: t.users_count(request.query_params, consistency), "count"
+        )
+
+    async def user(self, request: Request) -> Response:
+        select = request.query_params.get("$select")
+        return await self._graph(
+            request, "User.Read.All", lambda t: t.user(request.path_params["user"], select), "user"
+        )
 
     async def deleted_users(self, request: Request) -> Response:
         link_base = _base(request) + request.url.path
         select = request.query_params.get("$select")
         return await self._graph(
-            request, "User.Read.All", lambda t: t.deleted_users(request.query_params, link_base, select)
+            request,
+            "User.Read.All",
+            lambda t: t.deleted_users(request.query_params, link_base, select),
+            "deletedItems",
         )
 
     async def send_mail(self, request: Request) -> Response:
         async def handle(tenant: EmulatedTenant) -> Reply:
             return tenant.send_mail(request.path_params["user"], await request.body())
 
-        return await self._graph(request, "Mail.Send", handle)
+        return await self._graph(request, "Mail.Send", handle, "sendMail")
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -284,8 +315,9 @@ class Emulator:
             elif op in TENANT_OPS:
                 result = getattr(tenant, op)(**kwargs)
             elif op in DIRECTORY_OPS:
-                if "when" in kwargs and isinstance(kwargs["when"], str):
-                    kwargs["when"] = datetime.fromisoformat(kwargs["when"])
+                for key in _WHEN_ARGS:
+                    if isinstance(kwargs.get(key), str):
+                        kwargs[key] = datetime.fromisoformat(kwargs[key])
                 result = getattr(tenant.directory, op)(**kwargs)
             else:
                 return _json(404, {"error": f"no operation {op}"})
@@ -315,6 +347,8 @@ class Emulator:
                 Route("/v1.0/users/delta", self.delta),
                 Route("/v1.0/users/delta()", self.delta),
                 Route("/v1.0/users", self.users),
+                Route("/v1.0/users/$count", self.users_count),
+                Route("/v1.0/users/{user}", self.user),
                 Route("/v1.0/directory/deletedItems/microsoft.graph.user", self.deleted_users),
                 Route("/v1.0/directory/deletedItems/graph.user", self.deleted_users),
                 Route("/v1.0/users/{user}/sendMail", self.send_mail, methods=["POST"]),

@@ -62,7 +62,9 @@ class Directory:
         self._active: dict[str, dict[str, Any]] = {}
         self._soft: dict[str, tuple[dict[str, Any], datetime]] = {}
         self._hard: set[str] = set()
-        self._sign_in: dict[str, datetime] = {}
+        self._sign_in: dict[str, datetime] = {}  # last successful interactive sign-in
+        self._sign_in_more: dict[str, tuple[datetime | None, datetime | None]] = {}  # (non-interactive, failed)
+        self._lagged: dict[int, datetime] = {}  # log index -> when delta may report it (replica lag)
         self._log_ids: list[str] = []
         self._log_props: list[frozenset[str] | None] = []  # None: created, deleted or restored
         self._serial = 0
@@ -114,6 +116,20 @@ class Directory:
     def sign_in(self, uid: str) -> datetime | None:
         return self._sign_in.get(uid)
 
+    def sign_in_activity(self, uid: str) -> dict[str, str | None] | None:
+        """The ``signInActivity`` resource: ``lastSignInDateTime`` counts interactive attempts, failed
+        ones included; ``lastSuccessfulSignInDateTime`` and ``lastNonInteractiveSignInDateTime`` do not."""
+        ok = self._sign_in.get(uid)
+        non_interactive, failed = self._sign_in_more.get(uid, (ok, None))
+        if ok is None and non_interactive is None and failed is None:
+            return None
+        interactive = max((w for w in (ok, failed) if w is not None), default=None)
+        return {
+            "lastSignInDateTime": iso(interactive) if interactive else None,
+            "lastSuccessfulSignInDateTime": iso(ok) if ok else None,
+            "lastNonInteractiveSignInDateTime": iso(non_interactive) if non_interactive else None,
+        }
+
     def snapshot(self, *, include_removed: bool = False) -> tuple[int, list[Entry]]:
         """Version and entries of an initial round: every active user (enabled or not)."""
         with self._lock:
@@ -132,6 +148,9 @@ class Directory:
         with self._lock:
             self._purge_expired()
             version = self.version
+            now = self.clock()
+            # A change a lagging replica does not know yet ends the round before it (reported later).
+            version = min([i for i, at in self._lagged.items() if i >= watermark and at > now] + [version])
             changed: dict[str, None] = {}
             for uid, props in zip(self._log_ids[watermark:version], self._log_props[watermark:version], strict=True):
                 if props is None or not props.isdisjoint(tracked):
@@ -249,12 +268,16 @@ class Directory:
             self._soft[uid] = (user, self.clock())
             self._log(uid, None)
 
-    def restore(self, uid: str) -> None:
+    def restore(self, uid: str, lag_seconds: float = 0) -> None:
+        """Restore a soft-deleted user. With ``lag_seconds`` (emulator clock), the user leaves
+        deletedItems and is readable by id at once, but delta reports the restore only that much later."""
         with self._lock:
             self._purge_expired()
             if uid not in self._soft:
                 raise KeyError(f"no soft-deleted user {uid}")
             self._active[uid] = self._soft.pop(uid)[0]
+            if lag_seconds > 0:
+                self._lagged[len(self._log_ids)] = self.clock() + timedelta(seconds=lag_seconds)
             self._log(uid, None)
 
     def hard_delete(self, uid: str) -> None:
@@ -266,14 +289,28 @@ class Directory:
             self._sign_in.pop(uid, None)
             self._log(uid, None)
 
-    def set_sign_in(self, uid: str, when: datetime | None) -> None:
-        """Record a sign-in; not a directory change, so delta never reports it (as in Graph)."""
+    def set_sign_in(
+        self,
+        uid: str,
+        when: datetime | None,
+        non_interactive: datetime | None = None,
+        failed: datetime | None = None,
+    ) -> None:
+        """Record sign-ins; not a directory change, so delta never reports them (as in Graph).
+
+        ``when`` is the last successful interactive sign-in; ``non_interactive`` (SSO, token
+        refresh) defaults to it; ``failed`` is a later failed interactive attempt.
+        """
         with self._lock:
             self._require_active(uid)
             if when is None:
                 self._sign_in.pop(uid, None)
             else:
                 self._sign_in[uid] = when
+            if non_interactive is None and failed is None:
+                self._sign_in_more.pop(uid, None)
+            else:
+                self._sign_in_more[uid] = (non_interactive, failed)
 
     def _require_active(self, uid: str) -> dict[str, Any]:
         user = self._active.get(uid)

@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 
 from licsync.graph.emulator_auth import AuthError, SigningKey, TokenService
-from licsync.graph.emulator_state import Directory, Entry, Removed, iso, project, render_entries
+from licsync.graph.emulator_limits import COSTS, Meter, Realism
+from licsync.graph.emulator_lists import ListEndpoints
+from licsync.graph.emulator_state import Directory, Entry, Removed, project, render_entries
 from licsync.graph.emulator_wire import Reply, TokenCodec, error_reply, graph_reply, select_fields
 
 DELTA_TOKEN_MAX_AGE = timedelta(days=7)
@@ -33,9 +35,22 @@ class _Round:
     initial: bool
 
 
-class EmulatedTenant:
+# How an expired delta token is refused, by ``expire_tokens(mode)``: (status, code).
+EXPIRY_MODES = {
+    "400": (400, "syncStateNotFound"),
+    "410": (410, "resyncRequired"),
+    "syncStateNotFound": (400, "syncStateNotFound"),
+    "syncStateInvalid": (400, "syncStateInvalid"),
+    "resyncRequired": (409, "resyncRequired"),
+}
+
+
+class EmulatedTenant(ListEndpoints):
     """Directory, apps, knobs and counters of one tenant. Knobs are plain attributes/methods and
-    are safe to call from the test thread while the server thread serves requests."""
+    are safe to call from the test thread while the server thread serves requests.
+
+    ``realism`` (a :class:`~licsync.graph.emulator_limits.Realism`, off by default) adds a real
+    tenant's latency, page cap, resource-unit budget and sign-in rate."""
 
     def __init__(
         self,
@@ -69,7 +84,20 @@ class EmulatedTenant:
         self._codec = TokenCodec()
         self._rounds: OrderedDict[str, _Round] = OrderedDict()
         self._serial = 0
+        self._meter: Meter | None = None
+        self._init_lists()
         self.clear_faults()
+
+    @property
+    def realism(self) -> Realism | None:
+        return self._meter.realism if self._meter is not None else None
+
+    @realism.setter
+    def realism(self, value: Realism | dict[str, Any] | None) -> None:
+        """Switch real-tenant behaviour on (a profile, or its JSON form from the control API) or off."""
+        if isinstance(value, dict):
+            value = Realism.from_dict(value)
+        self._meter = Meter(value, lambda: len(self.directory)) if value is not None else None
 
     # -- knobs -----------------------------------------------------------------------------
 
@@ -107,9 +135,11 @@ class EmulatedTenant:
                 self._fail_pages.pop(int(k), None)
 
     def expire_tokens(self, mode: str = "400") -> None:
-        """Every delta token issued so far is refused: 400 syncStateNotFound or 410 Gone."""
-        if mode not in ("400", "410"):
-            raise ValueError("mode is '400' or '410'")
+        """Every delta token issued so far is refused: ``"400"`` syncStateNotFound, ``"410"`` Gone with
+        a ``Location`` (a sync reset), or a sync-state code: ``syncStateInvalid`` (400),
+        ``resyncRequired`` (409)."""
+        if mode not in EXPIRY_MODES:
+            raise ValueError(f"mode is one of {sorted(EXPIRY_MODES)}")
         with self._lock:
             self._expired_before = self._serial + 1
             self._expire_mode = mode
@@ -198,6 +228,20 @@ class EmulatedTenant:
                 return graph_reply(status, "serviceNotAvailable", "Injected failure.")
         return None
 
+    def meter(self, endpoint: str, client_id: str) -> tuple[Reply | None, dict[str, str], float]:
+        """Real-tenant limits (when ``realism`` is on): (a 429 or None, headers for the answer, latency)."""
+        meter = self._meter
+        if meter is None:
+            return None, {}, 0.0
+        latency = meter.latency(endpoint)
+        wait, headers = meter.charge(client_id, endpoint, COSTS.get(endpoint, 1))
+        if wait is None:
+            return None, headers, latency
+        self.stats["throttled"] += 1
+        self.stats[f"throttled_{endpoint}"] += 1
+        body = graph_reply(429, "TooManyRequests", "Too many requests.").body
+        return Reply(429, body, {**headers, "Retry-After": f"{wait:.2f}"}), headers, latency
+
     # -- users/delta ---------------------------------------------------------------------------
 
     def delta(self, query: Mapping[str, str], link_base: str, prefer: str | None = None) -> Reply:
@@ -223,8 +267,13 @@ class EmulatedTenant:
                 return graph_reply(400, "syncStateNotFound", "The delta token is not valid for this tenant.")
             with self._lock:
                 expired, mode = data["n"] < self._expired_before, self._expire_mode
-            if expired and mode == "410":
-                return graph_reply(410, "resyncRequired", "The delta token has expired; resync required.")
+            if expired and mode != "400":
+                status, code = EXPIRY_MODES[mode]
+                reply = graph_reply(status, code, "The delta token is no longer valid; resync required.")
+                if status == 410:  # a sync reset: Location names a fresh initial round
+                    fields = ",".join(data["s"])
+                    reply = Reply(410, reply.body, {**reply.headers, "Location": f"{link_base}?$select={fields}"})
+                return reply
             age = self.clock().timestamp() - data["iat"]
             if expired or age > DELTA_TOKEN_MAX_AGE.total_seconds():
                 return graph_reply(400, "syncStateNotFound", "The sync state generation is not found.")
@@ -237,6 +286,8 @@ class EmulatedTenant:
 
     def _page_size(self, prefer: str | None) -> int:
         size = self.page_size
+        if self._meter is not None:  # real Graph: ~200 a page, whatever Prefer asks
+            return min(size, self._meter.realism.delta_page_cap)
         for part in (prefer or "").split(","):
             name, _, value = part.strip().partition("=")
             if name.lower() == "odata.maxpagesize" and value.isdigit():
@@ -333,94 +384,3 @@ class EmulatedTenant:
         )
         body = b'{"@odata.context":' + context + b',"value":' + value + link + b"}"
         return Reply(200, body, {"Content-Type": "application/json"})
-
-    # -- list endpoints and sendMail ------------------------------------------------------------
-
-    def _list(
-        self,
-        query: Mapping[str, str],
-        link_base: str,
-        items: list[Any],
-        render: Callable[[Any], dict[str, Any]],
-        default_top: int,
-        max_top: int,
-    ) -> Reply:
-        """A plain ``$top``/``$skiptoken`` paged list; only the page's items are rendered."""
-        if (skip := query.get("$skiptoken")) is not None:
-            data = self._codec.decode("list", skip)
-            if data is None:
-                return graph_reply(400, "BadRequest", "Invalid skip token.")
-            offset, top = int(data["o"]), int(data["top"])
-        else:
-            offset = 0
-            try:
-                top = min(int(query.get("$top") or default_top), max_top)
-            except ValueError:
-                return graph_reply(400, "BadRequest", "Invalid $top.")
-            if top < 1:
-                return graph_reply(400, "BadRequest", "Invalid $top.")
-        doc: dict[str, Any] = {"value": [render(item) for item in items[offset : offset + top]]}
-        if offset + top < len(items):
-            token = self._codec.encode("list", {"o": offset + top, "top": top})
-            doc["@odata.nextLink"] = f"{link_base}?$skiptoken={token}"
-        return Reply(200, orjson.dumps(doc), {"Content-Type": "application/json"})
-
-    def deleted_users(self, query: Mapping[str, str], link_base: str, select: str | None) -> Reply:
-        """``GET /directory/deletedItems/microsoft.graph.user``: soft-deleted (restorable) users."""
-        self.stats["deletedItems"] += 1
-        fields = select_fields(select)
-
-        def render(item: tuple[dict[str, Any], datetime]) -> dict[str, Any]:
-            return {**project(item[0], fields), "deletedDateTime": iso(item[1])}
-
-        return self._list(query, link_base, self.directory.soft_deleted(), render, 100, 999)
-
-    def users(self, query: Mapping[str, str], link_base: str, select: str | None) -> Reply:
-        """``GET /users``; with ``signInActivity`` selected pages hold at most 500 and need P1."""
-        self.stats["users"] += 1
-        fields = select_fields(select)
-        with_sign_in = "signInActivity" in fields
-        if with_sign_in and not self.premium:
-            return graph_reply(
-                403,
-                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                "Neither tenant is B2C or tenant doesn't have premium license",
-            )
-        plain = tuple(f for f in fields if f != "signInActivity")
-
-        def render(user: dict[str, Any]) -> dict[str, Any]:
-            row = project(user, plain)
-            if with_sign_in:
-                at = self.directory.sign_in(user["id"])
-                row["signInActivity"] = (
-                    None if at is None else {"lastSignInDateTime": iso(at), "lastNonInteractiveSignInDateTime": iso(at)}
-                )
-            return row
-
-        return self._list(query, link_base, self.directory.active_users(), render, 100, 500 if with_sign_in else 999)
-
-    def send_mail(self, sender: str, body: bytes) -> Reply:
-        """``POST /users/{id|upn}/sendMail``: recorded in ``outbox``; 202 means accepted."""
-        self.stats["sendMail"] += 1
-        user = self.directory.find(sender)
-        if user is None:
-            return graph_reply(404, "ErrorInvalidUser", f"The requested user '{sender}' is invalid.")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            doc = None
-        message = doc.get("message") if isinstance(doc, dict) else None
-        if not isinstance(message, dict):
-            return graph_reply(400, "ErrorInvalidRequest", "The request body must contain a message.")
-        if not any(message.get(k) for k in ("toRecipients", "ccRecipients", "bccRecipients")):
-            return graph_reply(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
-        with self._lock:
-            self.outbox.append(
-                {
-                    "sender": user["userPrincipalName"],
-                    "sender_id": user["id"],
-                    "message": message,
-                    "saveToSentItems": doc.get("saveToSentItems", True),
-                }
-            )
-        return Reply(202)

@@ -110,6 +110,20 @@ def parse_delta_page(body: bytes) -> DeltaPage:
     return DeltaPage(rows, _link(doc, "@odata.nextLink", body), _link(doc, "@odata.deltaLink", body))
 
 
+def parse_user_page(body: bytes) -> tuple[list[UserRow], str | None]:
+    """Rows and nextLink of a ``/users?$select=…`` list page (a delta page without removals)."""
+    page = parse_delta_page(body)
+    return page.rows, page.next_link
+
+
+def parse_user(body: bytes) -> UserRow:
+    """One ``GET /users/{id}`` answer as a row."""
+    rows = parse_delta_page(b'{"value":[' + body + b"]}").rows
+    if rows[0].removed is not None:
+        raise _malformed("a user carrying @removed", body)
+    return rows[0]
+
+
 def parse_id_page(body: bytes) -> tuple[list[str], str | None]:
     """Ids and nextLink of a list page such as ``/directory/deletedItems/microsoft.graph.user``."""
     doc, value = _load_page(body)
@@ -131,8 +145,24 @@ def _parse_when(value: Any) -> datetime | None:
         return None
 
 
+def last_activity(activity: Any) -> datetime | None:
+    """The later of ``lastSuccessfulSignInDateTime`` and ``lastNonInteractiveSignInDateTime``.
+
+    ``lastSignInDateTime`` counts failed interactive attempts too, and misses SSO into an LMS
+    (non-interactive): neither makes a user active. Tenants whose answers lack both fields
+    (older API versions) fall back to it.
+    """
+    if not isinstance(activity, dict):
+        return None
+    seen = [_parse_when(activity.get(k)) for k in ("lastSuccessfulSignInDateTime", "lastNonInteractiveSignInDateTime")]
+    if "lastSuccessfulSignInDateTime" not in activity and "lastNonInteractiveSignInDateTime" not in activity:
+        seen = [_parse_when(activity.get("lastSignInDateTime"))]
+    return max((w for w in seen if w is not None), default=None)
+
+
 def parse_sign_in_page(body: bytes) -> tuple[list[tuple[str, datetime | None]], str | None]:
-    """``(id, lastSignInDateTime)`` pairs and nextLink of a ``/users?$select=id,signInActivity`` page."""
+    """``(id, last activity)`` pairs (see :func:`last_activity`) and nextLink of a
+    ``/users?$select=id,signInActivity`` page."""
     doc, value = _load_page(body)
     out: list[tuple[str, datetime | None]] = []
     try:
@@ -140,9 +170,7 @@ def parse_sign_in_page(body: bytes) -> tuple[list[tuple[str, datetime | None]], 
             uid = u["id"]
             if not isinstance(uid, str) or not uid:
                 raise _malformed("entry without id", body)
-            activity = u.get("signInActivity")
-            when = _parse_when(activity.get("lastSignInDateTime")) if isinstance(activity, dict) else None
-            out.append((uid, when))
+            out.append((uid, last_activity(u.get("signInActivity"))))
     except (KeyError, TypeError, AttributeError):
         raise _malformed("entry without id", body) from None
     return out, _link(doc, "@odata.nextLink", body)

@@ -84,7 +84,8 @@ def error_for_response(
         kind = "throttled" if status == 429 else "unavailable"
         return TransientError(f"Graph {what}: {kind} (HTTP {status}): {text}", retry_after=retry_after)
     codes, message = _error_codes(body)
-    if delta and (status == 410 or (status == 400 and _is_resync(codes, message))):
+    # Any 4xx carrying a sync-state code, and any 410 (with or without Location), mean "resync".
+    if delta and (status == 410 or (400 <= status < 500 and status not in (401, 403) and _is_resync(codes, message))):
         return DeltaTokenExpired(f"Graph {what}: delta token no longer valid (HTTP {status}); full resync needed")
     if status == 401:
         return PermanentError(

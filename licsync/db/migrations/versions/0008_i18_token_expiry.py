@@ -1,7 +1,7 @@
 """api token expiry
 
 Revision ID: i18_token_expiry
-Revises: 0005
+Revises: i15_mail_budget
 Create Date: 2026-12-02
 """
 

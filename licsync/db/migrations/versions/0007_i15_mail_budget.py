@@ -1,7 +1,7 @@
 """mail budget shared by replicas (issue 15)
 
 Revision ID: i15_mail_budget
-Revises: 0005
+Revises: i17_subscription_lease
 Create Date: 2026-12-02
 """
 
