@@ -35,6 +35,12 @@ DESCRIPTIONS = {
     "tenant.ca_bundle": "Extra CA certificates to trust (a TLS-inspecting proxy); wins over `REQUESTS_CA_BUNDLE` "
                         "and `SSL_CERT_FILE`.",
     "tenant.admins": "Tenant admins' addresses: they receive the notifications.",
+    "tenant.full_read": "`delta` (default): a full round walks `/users/delta`, ~200 users a page, one page at a "
+    "time. `parallel`: large tenants — `/users` read in UPN-prefix shards side by side, committed in chunks that "
+    "resume after a failure, checked against `/users/$count` (else the walk).",
+    "tenant.read_concurrency": "`parallel` full reads: shards in flight at most (it halves as Graph's throttle "
+    "percentage rises).",
+    "tenant.sign_in_requests_per_minute": "Pacing of the `signInActivity` reads (Graph allows 10 a minute).",
     "tenant.timezone": "IANA time zone of the tenant (e.g. `Europe/Amsterdam`): its business days and its \"today\" "
     "(the daily ledger). Default UTC.",
     "tenant.holidays": "Extra non-business days of this tenant, local dates (`2026-12-25`), for the overage tiers.",
