@@ -2,7 +2,9 @@
 
 * A writing command refuses a ``--now`` earlier than the newest change it has recorded (SPEC §5):
   a what-if in the past would interleave audit rows, seats and grace windows out of order.
-  ``--now`` stays free for read-only commands (status, explain, reports) and for dry runs.
+  ``--now`` stays free for read-only commands (status, explain, reports) and for dry runs. A
+  daemon started with ``--now`` keeps its clock running from that instant, so its changes land a
+  little after it: the same ``--now`` given again within :data:`NOW_SLACK` is not "going back".
 * The audit names who acted: ``cli:<OS user>`` for the command line (``api:<token label>`` for
   the API).
 * A command that queues mail sends it before it exits (SPEC §3); ``--no-send`` only queues. The
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -35,6 +38,7 @@ NoSendOpt = Annotated[
                  "sends them."),
 ]
 LIMIT = 1000  # one command's worth of mail; more waits for the next drain
+NOW_SLACK = timedelta(minutes=5)
 
 
 def actor() -> str:
@@ -55,7 +59,7 @@ def writing_engine(c: Context) -> Engine:
     if c.now_override is not None:
         with engine.connect() as conn:
             newest = conn.execute(select(func.max(AuditLog.at))).scalar_one_or_none()  # type: ignore[arg-type]
-        if newest is not None and c.now_override < newest:
+        if newest is not None and c.now_override < newest - NOW_SLACK:
             raise InputError(f"--now {_iso(c.now_override)} is earlier than the newest recorded change "
                              f"({_iso(newest)}); a writing command cannot go back in time (read-only commands "
                              "and --dry-run can)")
