@@ -184,8 +184,9 @@ def register(model: SeatModel) -> SeatModel:
 
 
 def unregister(policy: str) -> None:
-    """For tests that register a model of their own."""
+    """For tests that register a model of their own: the model and its policy name go."""
     _REGISTRY.pop(policy, None)
+    names.remove(policy)
 
 
 def registered() -> dict[str, SeatModel]:

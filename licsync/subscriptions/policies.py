@@ -8,12 +8,19 @@ vendor's ``subscription issue`` never depends on import order.
 
 from __future__ import annotations
 
-_NAMES: list[str] = ["enrollment", "live_enrollment", "first_access", "role"]
+_BUILT_IN = ("enrollment", "live_enrollment", "first_access", "role")
+_NAMES: list[str] = list(_BUILT_IN)
 
 
 def add(name: str) -> None:
     if name not in _NAMES:
         _NAMES.append(name)
+
+
+def remove(name: str) -> None:
+    """Forget a policy a model registered (a test's own model); the built-in four stay."""
+    if name in _NAMES and name not in _BUILT_IN:
+        _NAMES.remove(name)
 
 
 def policies() -> tuple[str, ...]:
