@@ -85,25 +85,10 @@ def walk_sample(ctx: Ctx) -> dict[str, Any]:
 
 def floor_users(ctx: Ctx) -> dict[str, Any]:
     """Every ``/users`` shard page over loopback with plain httpx (one token, fetched before), ``orjson.loads`` each."""
-    import httpx
-
-    from licsync.config import SecretRef
-    from licsync.graph.auth import graph_scope
     from licsync.graph.parse import USER_SELECT
-    from licsync.graph.tls import client_ssl_context
 
     t = ctx.raw["tenant"]
-    http = httpx.Client(verify=client_ssl_context(Path(t["ca_bundle"])), trust_env=False, timeout=120)
-    token = http.post(
-        f"{t['authority']}/{t['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": t["client_id"],
-            "client_secret": SecretRef(t["client_secret"]).resolve(),
-            "scope": graph_scope(t["graph_url"]),
-        },
-    ).json()["access_token"]
-    http.headers["Authorization"] = f"Bearer {token}"
+    http = _worker.graph_http(t)
 
     def run() -> dict[str, Any]:
         users = pages = 0

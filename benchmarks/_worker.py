@@ -323,18 +323,16 @@ def access(ctx: Ctx) -> dict[str, Any]:
     return measure(run, sql, ctx.profile)
 
 
-def floor(ctx: Ctx) -> dict[str, Any]:
-    """Every delta page over loopback with plain httpx (one token, fetched before), ``orjson.loads`` each."""
+def graph_http(t: dict[str, Any]) -> Any:
+    """A plain httpx client to the tenant's Graph with one client-credentials token, fetched now:
+    the floors' transport (no SDK, no MSAL)."""
     import httpx
 
     from licsync.config import SecretRef
     from licsync.graph.auth import graph_scope
-    from licsync.graph.parse import USER_SELECT
     from licsync.graph.tls import client_ssl_context
 
-    t = ctx.raw["tenant"]
-    verify = client_ssl_context(Path(t["ca_bundle"]))
-    http = httpx.Client(verify=verify, trust_env=False, timeout=120)
+    http = httpx.Client(verify=client_ssl_context(Path(t["ca_bundle"])), trust_env=False, timeout=120)
     token = http.post(
         f"{t['authority']}/{t['tenant_id']}/oauth2/v2.0/token",
         data={
@@ -345,6 +343,16 @@ def floor(ctx: Ctx) -> dict[str, Any]:
         },
     ).json()["access_token"]
     http.headers["Authorization"] = f"Bearer {token}"
+    return http
+
+
+def floor(ctx: Ctx) -> dict[str, Any]:
+    """Every delta page over loopback with plain httpx (one token, fetched before), ``orjson.loads`` each."""
+
+    from licsync.graph.parse import USER_SELECT
+
+    t = ctx.raw["tenant"]
+    http = graph_http(t)
 
     def run() -> dict[str, Any]:
         url: str | None = f"{t['graph_url']}/users/delta?$select={USER_SELECT}"
